@@ -1,0 +1,62 @@
+# Local AI Suite: every set-up step lives here, so a fresh machine needs only
+# `make up` or `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null)
+export UV_PYTHON_DOWNLOADS := never
+VENV := .venv
+STAMP := $(VENV)/.synced
+PYTEST_ARGS ?=
+
+.PHONY: help install up test test-unit test-integration test-e2e lint format security system-deps clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml uv.lock
+	@if [ -z "$(UV)" ]; then echo "uv not found: installing it with pip"; $(PYTHON) -m pip install --quiet uv; fi
+	$(PYTHON) -m uv sync --frozen
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with the locked dependencies (installs uv if missing)
+
+system-deps: ## Install promtool (Debian package prometheus) when apt is available and we are root
+	@if command -v promtool >/dev/null; then echo "promtool: $$(command -v promtool)"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+		echo "installed promtool from Debian's prometheus package"; \
+	else echo "promtool missing and cannot be installed here (need apt-get and root): its checks will be skipped with that reason"; fi
+
+up: install ## Run the platform (gateway; more services as they land) until Ctrl-C
+	$(VENV)/bin/ai-suite up
+
+lint: install ## ruff, black --check and bandit
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/black --check --quiet .
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins --severity-level medium
+
+security: install ## bandit, plus safety where its vulnerability service is reachable
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins --severity-level medium
+	@echo "safety: skipped here, its vulnerability database needs network access this machine does not have; it runs in .github/workflows/ci.yml"
+
+format: install ## Apply black and ruff fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/black .
+
+test: install lint ## Lint, then every test with coverage (gate: 80%)
+	$(VENV)/bin/pytest -n 2 --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only
+	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
+
+test-integration: install ## Integration tests only
+	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: install ## End-to-end tests only
+	$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+
+clean: ## Remove the virtualenv, caches and coverage data (never the data directory)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* coverage.xml htmlcov

@@ -1,0 +1,89 @@
+"""One ASGI middleware for request ids, request metrics and the access log.
+
+Written as plain ASGI (not ``BaseHTTPMiddleware``) so streaming responses pass
+through chunk by chunk and the duration covers the whole body.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.routing import Match, Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.core.context import (
+    REQUEST_ID_HEADER,
+    accept_request_id,
+    request_id_var,
+    route_var,
+    user_var,
+)
+from services.core.metrics import EXCLUDED_PATHS, UNMATCHED_ROUTE, HttpMetrics
+
+_HEADER = REQUEST_ID_HEADER.lower().encode()
+
+
+def route_template(router: Router, scope: Scope) -> str:
+    """The route's path template (``/v1/items/{id}``), or one shared label if none matches."""
+    for route in router.routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return getattr(route, "path", UNMATCHED_ROUTE) or UNMATCHED_ROUTE
+    return UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, service: str, router: Router, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.service = service
+        self.router = router
+        self.metrics = metrics
+        self.log = logging.getLogger(f"ai_suite.{service}.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        raw = dict(scope.get("headers") or []).get(_HEADER)
+        request_id = accept_request_id(raw.decode("latin-1") if raw else None)
+        route = route_template(self.router, scope)
+        tokens = (request_id_var.set(request_id), route_var.set(route), user_var.set(None))
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != _HEADER]
+                headers.append((_HEADER, request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            path = scope.get("path", "")
+            method = scope.get("method", "GET")
+            if path not in EXCLUDED_PATHS:
+                self.metrics.requests.labels(self.service, method, route, str(status)).inc()
+                self.metrics.duration.labels(self.service, method, route).observe(elapsed)
+                self.log.info(
+                    "%s %s %s",
+                    method,
+                    route,
+                    status,
+                    extra={
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "method": method,
+                        "user": scope["state"].get("user"),
+                    },
+                )
+            request_id_var.reset(tokens[0])
+            route_var.reset(tokens[1])
+            user_var.reset(tokens[2])

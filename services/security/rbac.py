@@ -1,0 +1,146 @@
+"""Authentication by API key and role-based permission checks, cached.
+
+The caches hold key lookups and the role-permission table. They are flushed as
+soon as ``PRAGMA data_version`` moves, so a key revoked by the CLI in another
+process, or a test restoring the database, takes effect on the next request.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter
+
+from services.security.db import Database
+from services.security.keys import hash_key, looks_like_key
+
+_BEARER = re.compile(r"^\s*[Bb][Ee][Aa][Rr][Ee][Rr] +([^\s]+)\s*$")
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not header:
+        return None
+    match = _BEARER.match(header)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    user: str
+    role: str
+    key_id: int
+    key_prefix: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    requires_approval: bool = False
+
+
+class AuthError(Exception):
+    """Authentication failed; ``reason`` is safe to show to the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _KeyRow:
+    principal: Principal
+    expires_at: str | None
+    revoked_at: str | None
+    disabled: bool
+
+
+class AccessControl:
+    def __init__(self, db: Database, registry: CollectorRegistry) -> None:
+        self.db = db
+        self.checks = Counter(
+            "rbac_permission_checks_total",
+            "Permission checks, by result (allowed, denied) and the caller's role.",
+            ["result", "role"],
+            registry=registry,
+        )
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._keys: dict[str, _KeyRow | None] = {}
+        self._grants: dict[str, dict[str, bool]] | None = None
+
+    def _fresh(self) -> None:
+        version = self.db.data_version()
+        if version != self._version:
+            self._keys = {}
+            self._grants = None
+            self._version = version
+
+    def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise AuthError(
+                "missing API key: send 'Authorization: Bearer <key>'"
+                " (create one with `ai-suite keys create`)"
+            )
+        if not looks_like_key(token):
+            raise AuthError("invalid API key format")
+        digest = hash_key(token)
+        with self._lock:
+            self._fresh()
+            if digest not in self._keys:
+                self._keys[digest] = self._load_key(digest)
+            row = self._keys[digest]
+        if row is None:
+            raise AuthError("invalid API key")
+        if row.revoked_at:
+            raise AuthError("API key has been revoked")
+        if row.expires_at and row.expires_at <= datetime.now(UTC).isoformat():
+            raise AuthError("API key has expired")
+        if row.disabled:
+            raise AuthError("user is disabled")
+        return row.principal
+
+    def _load_key(self, digest: str) -> _KeyRow | None:
+        row = self.db.query_one(
+            "SELECT api_keys.id AS key_id, prefix, expires_at, revoked_at, users.id AS user_id,"
+            " users.name AS user, users.disabled, roles.name AS role FROM api_keys"
+            " JOIN users ON users.id = user_id JOIN roles ON roles.id = users.role_id"
+            " WHERE key_hash = ?",
+            (digest,),
+        )
+        if row is None:
+            return None
+        principal = Principal(
+            row["user_id"], row["user"], row["role"], row["key_id"], row["prefix"]
+        )
+        return _KeyRow(principal, row["expires_at"], row["revoked_at"], bool(row["disabled"]))
+
+    def grants(self) -> dict[str, dict[str, bool]]:
+        """role -> permission -> requires_approval."""
+        with self._lock:
+            self._fresh()
+            if self._grants is None:
+                table: dict[str, dict[str, bool]] = {}
+                for row in self.db.query(
+                    "SELECT roles.name AS role, permissions.name AS perm, requires_approval"
+                    " FROM role_permissions JOIN roles ON roles.id = role_id"
+                    " JOIN permissions ON permissions.id = permission_id"
+                ):
+                    table.setdefault(row["role"], {})[row["perm"]] = bool(row["requires_approval"])
+                self._grants = table
+            return self._grants
+
+    def check(self, principal: Principal, permission: str) -> Decision:
+        granted = self.grants().get(principal.role, {})
+        if permission in granted:
+            self.checks.labels("allowed", principal.role).inc()
+            return Decision(True, granted[permission])
+        self.checks.labels("denied", principal.role).inc()
+        return Decision(False)
+
+    def allowed_permissions(self, principal: Principal) -> dict[str, bool]:
+        return dict(self.grants().get(principal.role, {}))

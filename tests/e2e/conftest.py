@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.live import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+AI_SUITE = str(Path(sys.executable).parent / "ai-suite")
+
+
+def wait_http(url: str, process: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
+
+
+@pytest.fixture
+def stub_inference() -> Iterator[str]:
+    """A stub OpenAI-compatible server in its own process; yields its /v1 base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.stubs.inference", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", process)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@dataclass
+class Platform:
+    process: subprocess.Popen[str]
+    gateway_url: str
+    admin_key: str
+    env: dict[str, str]
+    cwd: Path
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AI_SUITE, *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def start_platform(cwd: Path, env_extra: dict[str, str]) -> Platform:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_SUITE_")}
+    port = free_port()
+    env.update({"GATEWAY_PORT": str(port), **env_extra})
+    cwd.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [AI_SUITE, "up"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    admin_key = process.stdout.readline().strip()  # printed once, alone on stdout
+    if not admin_key.startswith("ais_"):
+        process.kill()
+        _, err = process.communicate(timeout=30)
+        raise RuntimeError(f"ai-suite up printed no key: {admin_key!r} {err}")
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/ready", process)
+    return Platform(process, url, admin_key, env, cwd)
+
+
+@pytest.fixture
+def platform(tmp_path: Path, stub_inference: str) -> Iterator[Platform]:
+    """``ai-suite up`` as a user runs it, from a working directory with no data yet."""
+    running = start_platform(tmp_path / "checkout", {"INFERENCE_URL": stub_inference})
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.send_signal(signal.SIGTERM)
+        running.process.communicate(timeout=30)  # also closes the pipes

@@ -1,0 +1,132 @@
+"""``ai-suite up`` end to end: start, use with real clients, stop, leave nothing behind."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import string
+import subprocess
+import time
+
+import httpx
+import openai
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import Platform
+
+
+def children_of(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def series_count(metrics_text: str) -> int:
+    return sum(len(f.samples) for f in text_string_to_metric_families(metrics_text))
+
+
+def test_health_models_and_chat_with_a_created_key(platform: Platform) -> None:
+    assert httpx.get(f"{platform.gateway_url}/health").json()["status"] == "ok"
+    created = platform.cli("keys", "create", "--user", "alice", "--role", "developer")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("ais_")
+    assert "\n" not in key
+    client = openai.OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=key, max_retries=0)
+    assert {"auto", "chat", "code"} <= {m.id for m in client.models.list()}
+    reply = client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "ping"}]
+    )
+    assert "ping" in (reply.choices[0].message.content or "")
+    streamed = client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "stream please"}], stream=True
+    )
+    assert "stream please" in "".join(
+        c.choices[0].delta.content or "" for c in streamed if c.choices
+    )
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(
+            base_url=f"{platform.gateway_url}/v1", api_key="wrong", max_retries=0
+        ).models.list()
+
+
+def test_status_reports_ready(platform: Platform) -> None:
+    result = platform.cli("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gateway" in result.stdout
+    assert "ready" in result.stdout
+
+
+def test_random_paths_add_no_metric_series(platform: Platform) -> None:
+    url = platform.gateway_url
+    with httpx.Client() as client:
+        client.get(f"{url}/no-such-page")  # the one shared <unmatched> series
+        before = series_count(client.get(f"{url}/metrics").text)
+        rng = random.Random(1)
+        for _ in range(1000):
+            path = "".join(rng.choices(string.ascii_letters + string.digits, k=12))
+            assert client.get(f"{url}/{path}").status_code == 404
+        after_text = client.get(f"{url}/metrics").text
+    after = [
+        s
+        for f in text_string_to_metric_families(after_text)
+        for s in f.samples
+        if s.name.startswith("http_request")
+    ]
+    assert series_count(after_text) == before
+    assert {s.labels.get("route") for s in after} <= {
+        "<unmatched>",
+        "/v1/models",
+        "/v1/chat/completions",
+    }
+
+
+def test_metrics_pass_promtool(platform: Platform) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (make system-deps installs Debian's prometheus)")
+    key = platform.admin_key
+    httpx.get(f"{platform.gateway_url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+    text = httpx.get(f"{platform.gateway_url}/metrics").text
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+    assert result.stderr.strip() == ""
+
+
+def test_sigterm_stops_every_service(platform: Platform) -> None:
+    children = children_of(platform.process.pid)
+    assert children, "ai-suite up should have started the gateway"
+    platform.process.send_signal(signal.SIGTERM)
+    assert platform.process.wait(timeout=30) == 0
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+
+
+def test_kill_9_of_up_takes_services_down(platform: Platform) -> None:
+    children = children_of(platform.process.pid)
+    platform.process.kill()
+    platform.process.wait(timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+
+
+def test_crashed_service_stops_up_with_its_log(platform: Platform) -> None:
+    gateway = children_of(platform.process.pid)[0]
+    gateway.kill()
+    assert platform.process.wait(timeout=30) == 1
+    stderr = platform.process.stderr.read() if platform.process.stderr else ""
+    assert "gateway: exited unexpectedly" in stderr
+    assert "all services stopped" in stderr
+
+
+def test_nothing_written_outside_the_data_directory(platform: Platform) -> None:
+    platform.cli("keys", "create", "--user", "carol", "--role", "viewer")
+    platform.process.send_signal(signal.SIGTERM)
+    platform.process.wait(timeout=30)
+    time.sleep(0.1)
+    assert sorted(p.name for p in platform.cwd.iterdir()) == ["data"]
+    assert (platform.cwd / "data" / "security.db").exists()

@@ -1,0 +1,220 @@
+"""The inference test double speaks the OpenAI shapes the gateway and tests rely on."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.stubs.inference import create_stub_app, main
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stub")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(create_stub_app()) as c:
+        yield c
+
+
+def chat_body(text: str = "hello there", **extra: object) -> dict[str, object]:
+    return {"model": "stub-model", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def sse_events(body: str) -> list[str]:
+    assert body.endswith("\n\n")
+    events = [block for block in body.split("\n\n") if block]
+    assert all(event.startswith("data: ") for event in events)
+    return [event.removeprefix("data: ") for event in events]
+
+
+async def test_health(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_models_default_and_custom() -> None:
+    async with client_for(create_stub_app()) as c:
+        listed = (await c.get("/v1/models")).json()
+    assert listed["object"] == "list"
+    assert [m["id"] for m in listed["data"]] == ["stub-model"]
+    assert listed["data"][0]["object"] == "model"
+    async with client_for(create_stub_app(model_ids=["a", "b"])) as c:
+        listed = (await c.get("/v1/models")).json()
+    assert [m["id"] for m in listed["data"]] == ["a", "b"]
+
+
+async def test_completion_shape_and_echo(client: httpx.AsyncClient) -> None:
+    body = chat_body()
+    body["messages"] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "text", "text": "second question"}]},
+    ]
+    body["model"] = "any-name"
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert response.headers["x-stub-model"] == "any-name"
+    data = response.json()
+    assert data["object"] == "chat.completion"
+    assert data["id"].startswith("chatcmpl-")
+    assert isinstance(data["created"], int)
+    assert data["model"] == "any-name"
+    (choice,) = data["choices"]
+    assert choice["index"] == 0
+    assert choice["finish_reason"] == "stop"
+    assert choice["message"] == {"role": "assistant", "content": "stub reply to: second question"}
+    usage = data["usage"]
+    assert usage["completion_tokens"] == 5
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+async def test_streaming_chunks(client: httpx.AsyncClient) -> None:
+    async with client.stream(
+        "POST", "/v1/chat/completions", json=chat_body("one two three", stream=True)
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = (await response.aread()).decode()
+    events = sse_events(body)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert len({c["id"] for c in chunks}) == 1
+    for chunk in chunks:
+        assert chunk["object"] == "chat.completion.chunk"
+        assert chunk["model"] == "stub-model"
+        assert len(chunk["choices"]) == 1
+        assert chunk["choices"][0]["index"] == 0
+        assert "delta" in chunk["choices"][0]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    content_chunks = [c for c in chunks if c["choices"][0]["delta"].get("content")]
+    assert len(content_chunks) == 6  # one per word of "stub reply to: one two three"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == "stub reply to: one two three"
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert chunks[-1]["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "logprobs": None,
+        "finish_reason": "stop",
+    }
+
+
+async def test_streaming_usage_chunk_on_request(client: httpx.AsyncClient) -> None:
+    body = chat_body("hi", stream=True, stream_options={"include_usage": True})
+    response = await client.post("/v1/chat/completions", json=body)
+    chunks = [json.loads(e) for e in sse_events(response.text)[:-1]]
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == 4
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_fail_next_then_recover(client: httpx.AsyncClient) -> None:
+    config = await client.post("/_stub/config", json={"fail_next": 2, "fail_status": 502})
+    assert config.status_code == 200
+    assert config.json()["fail_next"] == 2
+    statuses = [
+        (await client.post("/v1/chat/completions", json=chat_body())).status_code for _ in range(3)
+    ]
+    assert statuses == [502, 502, 200]
+    stats = (await client.get("/_stub/stats")).json()
+    assert stats["requests"]["chat_completions"] == 3
+    assert stats["failures_injected"] == 2
+    assert stats["config"]["fail_next"] == 0
+
+
+async def test_injected_failure_uses_openai_error_shape(client: httpx.AsyncClient) -> None:
+    await client.post("/_stub/config", json={"fail_next": 1})
+    response = await client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 503  # the default fail_status
+    assert response.json()["error"]["type"] == "stub_injected_failure"
+
+
+async def test_delay(client: httpx.AsyncClient) -> None:
+    await client.post("/_stub/config", json={"delay_seconds": 0.05})
+    started = time.monotonic()
+    response = await client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 0.05
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"fail_next": -1}, {"fail_status": 200}, {"delay_seconds": -1}, {"unknown": 1}, [1]],
+)
+async def test_bad_config_rejected(client: httpx.AsyncClient, config: object) -> None:
+    response = await client.post("/_stub/config", json=config)
+    assert response.status_code == 422
+    assert (await client.get("/_stub/stats")).json()["config"]["fail_next"] == 0
+
+
+async def test_stats_count_requests_and_models(client: httpx.AsyncClient) -> None:
+    await client.get("/health")
+    await client.get("/v1/models")
+    await client.post("/v1/chat/completions", json=chat_body())
+    await client.post("/v1/chat/completions", json={**chat_body(), "model": "other"})
+    stats = (await client.get("/_stub/stats")).json()
+    assert stats["requests"] == {"health": 1, "models": 1, "chat_completions": 2}
+    assert stats["total_requests"] == 4
+    assert stats["models"] == {"stub-model": 1, "other": 1}
+
+
+async def test_reset(client: httpx.AsyncClient) -> None:
+    await client.post("/_stub/config", json={"fail_next": 5})
+    await client.post("/v1/chat/completions", json=chat_body())
+    stats = (await client.post("/_stub/reset")).json()
+    assert stats["total_requests"] == 0
+    assert stats["config"]["fail_next"] == 0
+    assert (await client.post("/v1/chat/completions", json=chat_body())).status_code == 200
+
+
+async def test_unknown_model_is_404_when_ids_given() -> None:
+    async with client_for(create_stub_app(model_ids=["only"])) as c:
+        response = await c.post("/v1/chat/completions", json=chat_body())
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "model_not_found"
+        ok = await c.post("/v1/chat/completions", json={**chat_body(), "model": "only"})
+        assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{"role": "user", "content": "x"}]},
+        {"model": "m", "messages": []},
+        {"model": "m"},
+        ["not", "an", "object"],
+    ],
+)
+async def test_malformed_requests(client: httpx.AsyncClient, body: object) -> None:
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+async def test_invalid_json(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+def test_main_runs_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_run(app: FastAPI, *, host: str, port: int) -> None:
+        seen.update(app=app, host=host, port=port)
+
+    monkeypatch.setattr("tests.stubs.inference.uvicorn.run", fake_run)
+    main(["--port", "9123", "--model", "a", "--model", "b"])
+    assert seen["host"] == "127.0.0.1"
+    assert seen["port"] == 9123
+    assert isinstance(seen["app"], FastAPI)

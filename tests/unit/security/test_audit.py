@@ -1,0 +1,203 @@
+"""The audit log: every entry stored (redacted, bounded) or a loud failure."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.core.context import request_id_var
+from services.security.audit import MAX_DETAILS_BYTES, AuditEntry, AuditLog, AuditWriteError
+from services.security.db import Database
+from services.security.keys import generate_key
+
+
+@pytest.fixture
+def audit(db: Database, registry: CollectorRegistry) -> AuditLog:
+    return AuditLog(db, registry)
+
+
+def row(db: Database, entry_id: int) -> dict:
+    return dict(db.query_one("SELECT * FROM audit_log WHERE id = ?", (entry_id,)))
+
+
+def test_write_stores_the_entry(audit: AuditLog, db: Database, registry: CollectorRegistry) -> None:
+    user_id = db.query_one("SELECT id FROM roles WHERE name = 'admin'")[0]
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO users (id, name, role_id, created_at) VALUES (7, 'alice', ?, 'x')",
+            (user_id,),
+        )
+    token = request_id_var.set("req-audit-1")
+    try:
+        entry_id = audit.write(
+            AuditEntry(
+                action="tool:write_file",
+                outcome="allowed",
+                user="alice",
+                user_id=7,
+                resource="notes.txt",
+                status=200,
+                duration_ms=3.5,
+                details={"bytes": 12},
+            )
+        )
+    finally:
+        request_id_var.reset(token)
+    stored = row(db, entry_id)
+    assert stored["request_id"] == "req-audit-1"
+    assert (stored["user_name"], stored["user_id"], stored["action"]) == (
+        "alice",
+        7,
+        "tool:write_file",
+    )
+    assert (stored["resource"], stored["outcome"], stored["status"]) == (
+        "notes.txt",
+        "allowed",
+        200,
+    )
+    assert stored["duration_ms"] == 3.5
+    assert json.loads(stored["details"]) == {"bytes": 12}
+    assert stored["ts"].endswith("+00:00")
+    assert registry.get_sample_value("audit_writes_total") == 1.0
+    assert audit.count() == 1
+
+
+def test_explicit_request_id_wins_and_none_outside_requests(audit: AuditLog, db: Database) -> None:
+    token = request_id_var.set("from-context")
+    try:
+        explicit = audit.write(AuditEntry("a", "ok", request_id="explicit"))
+    finally:
+        request_id_var.reset(token)
+    outside = audit.write(AuditEntry("a", "ok"))
+    assert row(db, explicit)["request_id"] == "explicit"
+    assert row(db, outside)["request_id"] is None
+
+
+def test_secrets_in_details_are_never_stored(audit: AuditLog, db: Database, tmp_path: Path) -> None:
+    key = generate_key()
+    entry_id = audit.write(
+        AuditEntry(
+            "keys:manage",
+            "ok",
+            details={
+                "key": key,
+                "nested": {"list": [f"token_{key}", "Bearer abc.def.ghi"]},
+                key: "as a mapping key",
+                "headers": {"Authorization": "Bearer zzz-secret", "x-api-key": "plainsecret"},
+            },
+        )
+    )
+    details = row(db, entry_id)["details"]
+    parsed = json.loads(details)  # redaction keeps it valid JSON
+    assert parsed["key"] == "[REDACTED]"
+    for secret in (key, "abc.def.ghi", "zzz-secret", "plainsecret"):
+        assert secret not in details
+    written = b"".join(p.read_bytes() for p in tmp_path.glob("security.db*"))
+    assert key.encode() not in written
+
+
+def test_oversize_details_are_marked_truncated(audit: AuditLog, db: Database) -> None:
+    for blob in ("x" * 10_000, "é" * 5_000, '"\\' * 5_000, "😀" * 3_000):
+        details = row(db, audit.write(AuditEntry("a", "ok", details={"blob": blob})))["details"]
+        parsed = json.loads(details)
+        assert parsed["truncated"] is True
+        assert parsed["bytes"] > MAX_DETAILS_BYTES
+        assert parsed["summary"].startswith('{"blob": ')
+        assert len(details.encode()) <= MAX_DETAILS_BYTES
+
+
+def test_details_at_the_limit_are_kept_whole(audit: AuditLog, db: Database) -> None:
+    blob = "y" * (MAX_DETAILS_BYTES - len('{"blob": ""}'))
+    details = row(db, audit.write(AuditEntry("a", "ok", details={"blob": blob})))["details"]
+    assert json.loads(details) == {"blob": blob}
+
+
+def test_truncated_summary_has_no_secrets(audit: AuditLog, db: Database) -> None:
+    key = generate_key()
+    details = row(db, audit.write(AuditEntry("a", "ok", details={"a": key, "b": "x" * 9000})))
+    assert key not in details["details"]
+    assert json.loads(details["details"])["truncated"] is True
+
+
+def test_lone_surrogates_are_stored(audit: AuditLog, db: Database) -> None:
+    # "\ud800" is legal in a JSON request body, but not encodable as UTF-8.
+    details = row(db, audit.write(AuditEntry("a", "ok", details={"path": "bad\ud800name"})))
+    assert json.loads(details["details"]) == {"path": "bad\ud800name"}
+
+
+def test_unserializable_details_are_stringified(audit: AuditLog, db: Database) -> None:
+    details = row(db, audit.write(AuditEntry("a", "ok", details={"p": Path("/x")})))["details"]
+    assert json.loads(details) == {"p": "/x"}
+
+
+def test_write_failure_read_only_connection(
+    audit: AuditLog, db: Database, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    db.connection().execute("PRAGMA query_only = ON")
+    with (
+        caplog.at_level(logging.ERROR, logger="ai_suite.audit"),
+        pytest.raises(AuditWriteError, match="action was refused"),
+    ):
+        audit.write(AuditEntry("tool:write_file", "allowed"))
+    assert registry.get_sample_value("audit_write_failures_total") == 1.0
+    assert registry.get_sample_value("audit_writes_total") == 0.0
+    assert any("audit write failed" in r.getMessage() for r in caplog.records)
+    assert isinstance(next(r for r in caplog.records if r.name == "ai_suite.audit").action, str)
+
+    db.connection().execute("PRAGMA query_only = OFF")
+    assert not db.connection().in_transaction  # the failed write was rolled back
+    audit.write(AuditEntry("tool:write_file", "allowed"))
+    assert audit.count() == 1
+
+
+def test_write_failure_table_gone(
+    audit: AuditLog, db: Database, other_db: Database, registry: CollectorRegistry
+) -> None:
+    with other_db.transaction() as conn:
+        conn.execute("DROP TABLE audit_log")
+    with pytest.raises(AuditWriteError, match="no such table") as info:
+        audit.write(AuditEntry("a", "ok"))
+    assert isinstance(info.value.__cause__, sqlite3.Error)
+    assert registry.get_sample_value("audit_write_failures_total") == 1.0
+
+
+def test_concurrent_writes_lose_nothing(
+    audit: AuditLog, db: Database, registry: CollectorRegistry
+) -> None:
+    threads_n, per_thread = 8, 200
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads_n)
+
+    def work(n: int) -> None:
+        try:
+            start.wait(10)
+            for i in range(per_thread):
+                audit.write(AuditEntry("load", "ok", request_id=f"t{n}-{i}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    total = threads_n * per_thread
+    assert audit.count() == total
+    distinct = db.query_one("SELECT COUNT(DISTINCT request_id) FROM audit_log")[0]
+    assert distinct == total
+    assert registry.get_sample_value("audit_writes_total") == float(total)
+
+
+def test_recent(audit: AuditLog) -> None:
+    for i in range(5):
+        audit.write(AuditEntry(f"action{i}", "ok"))
+    recent = audit.recent(limit=3)
+    assert [r["action"] for r in recent] == ["action4", "action3", "action2"]
+    assert len(audit.recent()) == 5
