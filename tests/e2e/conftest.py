@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def wait_http(url: str, process: subprocess.Popen | None = None, timeout: float 
     raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def stub_inference() -> Iterator[str]:
     """A stub OpenAI-compatible server in its own process; yields its /v1 base URL."""
     port = free_port()
@@ -94,13 +95,28 @@ def start_platform(cwd: Path, env_extra: dict[str, str]) -> Platform:
     return Platform(process, url, admin_key, env, cwd)
 
 
-@pytest.fixture
-def platform(tmp_path: Path, stub_inference: str) -> Iterator[Platform]:
-    """``ai-suite up`` as a user runs it, from a working directory with no data yet."""
-    running = start_platform(tmp_path / "checkout", {"INFERENCE_URL": stub_inference})
+@contextmanager
+def running_platform(cwd: Path, inference_url: str) -> Iterator[Platform]:
+    running = start_platform(cwd, {"INFERENCE_URL": inference_url})
     try:
         yield running
     finally:
         if running.process.poll() is None:
             running.process.send_signal(signal.SIGTERM)
         running.process.communicate(timeout=30)  # also closes the pipes
+
+
+@pytest.fixture
+def platform(tmp_path: Path, stub_inference: str) -> Iterator[Platform]:
+    """A fresh ``ai-suite up``, for tests that stop or break it."""
+    with running_platform(tmp_path / "checkout", stub_inference) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared_platform(
+    tmp_path_factory: pytest.TempPathFactory, stub_inference: str
+) -> Iterator[Platform]:
+    """One ``ai-suite up`` for the tests of a module that only use it."""
+    with running_platform(tmp_path_factory.mktemp("shared") / "checkout", stub_inference) as p:
+        yield p

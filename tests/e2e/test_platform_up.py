@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import signal
@@ -26,7 +27,8 @@ def series_count(metrics_text: str) -> int:
     return sum(len(f.samples) for f in text_string_to_metric_families(metrics_text))
 
 
-def test_health_models_and_chat_with_a_created_key(platform: Platform) -> None:
+def test_health_models_and_chat_with_a_created_key(shared_platform: Platform) -> None:
+    platform = shared_platform
     assert httpx.get(f"{platform.gateway_url}/health").json()["status"] == "ok"
     created = platform.cli("keys", "create", "--user", "alice", "--role", "developer")
     assert created.returncode == 0, created.stderr
@@ -51,14 +53,16 @@ def test_health_models_and_chat_with_a_created_key(platform: Platform) -> None:
         ).models.list()
 
 
-def test_status_reports_ready(platform: Platform) -> None:
+def test_status_reports_ready(shared_platform: Platform) -> None:
+    platform = shared_platform
     result = platform.cli("status")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gateway" in result.stdout
     assert "ready" in result.stdout
 
 
-def test_random_paths_add_no_metric_series(platform: Platform) -> None:
+def test_random_paths_add_no_metric_series(shared_platform: Platform) -> None:
+    platform = shared_platform
     url = platform.gateway_url
     with httpx.Client() as client:
         client.get(f"{url}/no-such-page")  # the one shared <unmatched> series
@@ -82,7 +86,8 @@ def test_random_paths_add_no_metric_series(platform: Platform) -> None:
     }
 
 
-def test_metrics_pass_promtool(platform: Platform) -> None:
+def test_metrics_pass_promtool(shared_platform: Platform) -> None:
+    platform = shared_platform
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (make system-deps installs Debian's prometheus)")
@@ -130,3 +135,28 @@ def test_nothing_written_outside_the_data_directory(platform: Platform) -> None:
     time.sleep(0.1)
     assert sorted(p.name for p in platform.cwd.iterdir()) == ["data"]
     assert (platform.cwd / "data" / "security.db").exists()
+
+
+def test_logs_are_json_lines_without_secrets(shared_platform: Platform) -> None:
+    platform = shared_platform
+    key = platform.admin_key
+    response = httpx.get(
+        f"{platform.gateway_url}/v1/models",
+        headers={"Authorization": f"Bearer {key}", "X-Request-ID": "e2e-trace-1"},
+    )
+    assert response.headers["X-Request-ID"] == "e2e-trace-1"
+    log_file = platform.cwd / "data" / "logs" / "gateway.log"
+    deadline = time.monotonic() + 10
+    while "e2e-trace-1" not in log_file.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    assert lines, "the gateway wrote no log lines"
+    for entry in lines:
+        assert {"time", "level", "service", "logger", "message", "request_id"} <= entry.keys()
+        assert entry["service"] == "gateway"
+    (access,) = [e for e in lines if e["request_id"] == "e2e-trace-1"]
+    assert access["route"] == "/v1/models"
+    assert access["status"] == 200
+    assert access["user"] == "admin"
+    assert "duration_ms" in access
+    assert key not in log_file.read_text()

@@ -166,3 +166,53 @@ def test_circuit_opens_after_repeated_failures(start_gateway, dead_upstream, key
         c.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
     metrics = httpx.get(f"{base}/metrics").text
     assert 'llm_circuit_breaker_state{backend="default"} 1.0' in metrics
+
+
+def test_request_id_reaches_the_upstream_and_the_audit_log(start_gateway, keys) -> None:
+    from services.security.db import Database
+
+    with serve_in_thread(create_stub_app()) as stub:
+        base = start_gateway(inference_url=f"{stub}/v1")
+        key = keys.create("alice", "developer")
+        response = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}", "X-Request-ID": "trace-42"},
+            json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        seen = httpx.get(f"{stub}/_stub/stats").json()["request_ids"]
+    assert response.headers["X-Request-ID"] == "trace-42"
+    assert seen == ["trace-42"]
+    db = Database(keys.db_path)
+    rows = db.query(
+        "SELECT user_name, action, outcome, status FROM audit_log WHERE request_id = ?",
+        ("trace-42",),
+    )
+    db.close()
+    assert [tuple(r) for r in rows] == [("alice", "chat:create", "ok", 200)]
+
+
+def test_upstream_4xx_is_passed_through_not_retried(start_gateway, keys) -> None:
+    with serve_in_thread(create_stub_app(model_ids=["real-model"])) as stub:
+        base = start_gateway(inference_url=f"{stub}/v1")
+        key = keys.create("alice", "developer")
+        response = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "other", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        stats = httpx.get(f"{stub}/_stub/stats").json()
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "model_not_found"
+    assert stats["requests"]["chat_completions"] == 1
+
+
+def test_malformed_chat_request_is_422_naming_the_field(start_gateway, stub_upstream, keys):
+    base = start_gateway(inference_url=stub_upstream)
+    key = keys.create("alice", "developer")
+    response = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "chat", "messages": []},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "messages"

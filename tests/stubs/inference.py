@@ -61,6 +61,7 @@ class _StubState:
         self.models: Counter[str] = Counter()
         self.failures_injected = 0
         self.ids = itertools.count(1)
+        self.request_ids: list[str] = []  # X-Request-ID of each chat request, in order
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class _StubState:
             "total_requests": sum(self.requests.values()),
             "failures_injected": self.failures_injected,
             "models": dict(self.models),
+            "request_ids": list(self.request_ids),
             "config": self.config.model_dump(),
         }
 
@@ -135,6 +137,7 @@ def create_stub_app(*, model_ids: list[str] | None = None) -> FastAPI:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         state.requests["chat_completions"] += 1
+        state.request_ids.append(request.headers.get("x-request-id", ""))
         config = state.config
         if config.delay_seconds:
             await asyncio.sleep(config.delay_seconds)

@@ -1,0 +1,65 @@
+"""Rules about the repository itself: CI cannot hide failures, docs match the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.gateway.registry import load_registry
+
+ROOT = Path(__file__).resolve().parents[3]
+HIDING = re.compile(r"\|\|\s*(true|echo|:)\b|continue-on-error|set \+e")
+
+
+@pytest.mark.parametrize("path", [".ci/run", "Makefile", ".github/workflows/ci.yml"])
+def test_ci_never_hides_a_failure(path: str) -> None:
+    text = (ROOT / path).read_text()
+    assert not HIDING.search(text), f"{path} hides failures: {HIDING.search(text)}"
+
+
+def test_ci_script_is_strict_and_runs_make_test() -> None:
+    text = (ROOT / ".ci/run").read_text()
+    assert "set -euo pipefail" in text
+    assert "make test" in text
+
+
+def test_workflow_is_well_formed() -> None:
+    workflow = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())
+    assert workflow["permissions"] == {"contents": "read"}
+    for name, job in workflow["jobs"].items():
+        assert job.get("runs-on"), f"job {name} has no runs-on"
+        assert job.get("steps"), f"job {name} has no steps"
+        for step in job["steps"]:
+            assert ("uses" in step) != ("run" in step), f"job {name}: step needs uses or run"
+    assert "safety" in (ROOT / ".github/workflows/ci.yml").read_text()
+
+
+def test_example_model_registry_loads() -> None:
+    registry = load_registry(ROOT / "docs/examples/models.yaml", None)
+    assert [m.name for m in registry.list_models()] == ["chat", "code"]
+    assert registry.passthrough_backend == "ollama"
+
+
+def test_no_host_paths_are_hard_coded() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("services", "pytest_plugins")
+        for path in (ROOT / folder).rglob("*.py")
+        if re.search(r"[\"'](/mnt/|/home/|/Users/|[A-Z]:\\\\)", path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_documented_env_vars_exist_in_settings() -> None:
+    from services.gateway.settings import GatewaySettings
+
+    doc = (ROOT / "docs/configuration.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", doc, flags=re.M))
+    aliases = set()
+    for field in GatewaySettings.model_fields.values():
+        choices = getattr(field.validation_alias, "choices", [])
+        aliases |= {c for c in choices if isinstance(c, str) and c.isupper()}
+    assert documented == aliases
