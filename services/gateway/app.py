@@ -18,6 +18,7 @@ from services.core.app import build_service_app
 from services.core.auth import audit, requires
 from services.core.errors import ApiError, install_error_handlers
 from services.core.http import make_async_client
+from services.gateway.forward import Target, add_forwarding
 from services.gateway.registry import ModelRegistry, load_registry
 from services.gateway.selection import classify_prompt
 from services.gateway.settings import GatewaySettings
@@ -221,6 +222,16 @@ def create_app(
         return Response(
             content, status_code=response.status_code, media_type=content_type, headers=headers
         )
+
+    add_forwarding(
+        app,
+        client,
+        {
+            "/v1/tools": Target("MCP server", settings.mcp_base_url, "/tools"),
+            "/v1/approvals": Target("MCP server", settings.mcp_base_url, "/approvals"),
+            "/v1/rag": Target("RAG service", settings.rag_base_url, ""),
+        },
+    )
 
     @app.get("/v1/backends")
     async def backends(_: ModelReader) -> JSONResponse:

@@ -53,6 +53,25 @@ class GatewaySettings(CoreSettings):
         validation_alias=AliasChoices("BREAKER_RESET_SECONDS", "breaker_reset_seconds"),
     )
 
+    mcp_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MCP_URL", "mcp_url"),
+        description="Base URL of the MCP server; default http://AI_SUITE_HOST:MCP_PORT.",
+    )
+    rag_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RAG_URL", "rag_url"),
+        description="Base URL of the RAG service; default http://AI_SUITE_HOST:RAG_PORT.",
+    )
+
     @property
     def port(self) -> int:
         return self.gateway_port
+
+    @property
+    def mcp_base_url(self) -> str:
+        return (self.mcp_url or self.service_url(self.mcp_port)).rstrip("/")
+
+    @property
+    def rag_base_url(self) -> str:
+        return (self.rag_url or self.service_url(self.rag_port)).rstrip("/")

@@ -58,6 +58,7 @@ class Platform:
     admin_key: str
     env: dict[str, str]
     cwd: Path
+    urls: dict[str, str]  # service name -> base URL (gateway, mcp, rag)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -73,8 +74,10 @@ class Platform:
 
 def start_platform(cwd: Path, env_extra: dict[str, str]) -> Platform:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AI_SUITE_")}
-    port = free_port()
-    env.update({"GATEWAY_PORT": str(port), **env_extra})
+    ports = {"gateway": free_port(), "mcp": free_port(), "rag": free_port()}
+    env.update({f"{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    env.update(env_extra)
+    port = ports["gateway"]
     cwd.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [AI_SUITE, "up"],
@@ -92,7 +95,8 @@ def start_platform(cwd: Path, env_extra: dict[str, str]) -> Platform:
         raise RuntimeError(f"ai-suite up printed no key: {admin_key!r} {err}")
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/ready", process)
-    return Platform(process, url, admin_key, env, cwd)
+    urls = {name: f"http://127.0.0.1:{p}" for name, p in ports.items()}
+    return Platform(process, url, admin_key, env, cwd, urls)
 
 
 @contextmanager

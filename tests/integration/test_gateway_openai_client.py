@@ -7,6 +7,7 @@ import time
 import httpx
 import openai
 import pytest
+from fastapi import FastAPI, Request
 
 from tests.stubs.inference import create_stub_app
 from tests.support.live import serve_in_thread
@@ -216,3 +217,42 @@ def test_malformed_chat_request_is_422_naming_the_field(start_gateway, stub_upst
     )
     assert response.status_code == 422
     assert response.json()["error"]["param"] == "messages"
+
+
+def test_forwarding_to_other_services_keeps_auth_and_request_id(start_gateway, keys) -> None:
+    seen: list[dict[str, str | None]] = []
+    target = FastAPI()
+
+    @target.api_route("/tools/{name}/call", methods=["POST"])
+    async def call(name: str, request: Request) -> dict[str, object]:
+        seen.append(
+            {
+                "auth": request.headers.get("authorization"),
+                "rid": request.headers.get("x-request-id"),
+                "q": request.query_params.get("q"),
+            }
+        )
+        return {"tool": name, "body": await request.json()}
+
+    @target.get("/query-missing")
+    async def missing() -> dict[str, str]:
+        return {}
+
+    with serve_in_thread(target) as mcp_url:
+        base = start_gateway(mcp_url=mcp_url, rag_url=mcp_url)
+        response = httpx.post(
+            f"{base}/v1/tools/read_file/call?q=1",
+            headers={"Authorization": "Bearer ais_whatever", "X-Request-ID": "fw-1"},
+            json={"arguments": {"path": "a.txt"}},
+        )
+    assert response.status_code == 200
+    assert response.json() == {"tool": "read_file", "body": {"arguments": {"path": "a.txt"}}}
+    assert seen == [{"auth": "Bearer ais_whatever", "rid": "fw-1", "q": "1"}]
+    assert response.headers["X-Request-ID"] == "fw-1"
+
+
+def test_forwarding_to_a_service_that_is_down_is_503(start_gateway, dead_upstream) -> None:
+    base = start_gateway(rag_url=dead_upstream.removesuffix("/v1"))
+    response = httpx.post(f"{base}/v1/rag/query", json={"query": "x"})
+    assert response.status_code == 503
+    assert "RAG service is not reachable" in response.json()["error"]["message"]

@@ -1,0 +1,82 @@
+"""Forwarding the platform's other APIs through the gateway.
+
+One URL and one key serve everything: ``/v1/tools`` and ``/v1/approvals`` go to
+the MCP server, ``/v1/rag/...`` to the RAG service. The caller's Authorization
+and request id travel with the request; the target service authenticates and
+authorises it against the same security database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from services.core.errors import ApiError
+
+# Request headers worth passing on; hop-by-hop and host headers are not.
+_FORWARDED_REQUEST_HEADERS = ("authorization", "content-type", "accept", "accept-language")
+_DROPPED_RESPONSE_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "server", "date"}
+)
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@dataclass(frozen=True)
+class Target:
+    service: str  # human name for error messages
+    base_url: str
+    upstream_prefix: str  # path on the target that the gateway prefix maps to
+
+
+def add_forwarding(app: FastAPI, client: httpx.AsyncClient, routes: dict[str, Target]) -> None:
+    """Mount a forwarding route for each gateway prefix in ``routes``."""
+    for prefix, target in routes.items():
+        endpoint = _forwarder(client, prefix, target)
+        app.add_api_route(prefix, endpoint, methods=METHODS, include_in_schema=False)
+        app.add_api_route(
+            prefix + "/{path:path}", endpoint, methods=METHODS, include_in_schema=False
+        )
+
+
+def _forwarder(
+    client: httpx.AsyncClient, prefix: str, target: Target
+) -> Callable[[Request], Awaitable[Response]]:
+    async def forward(request: Request) -> Response:
+        rest = request.url.path[len(prefix) :]
+        url = f"{target.base_url}{target.upstream_prefix}{rest}"
+        headers = {
+            name: request.headers[name]
+            for name in _FORWARDED_REQUEST_HEADERS
+            if name in request.headers
+        }
+        try:
+            upstream = await client.request(
+                request.method,
+                url,
+                params=request.query_params.multi_items(),
+                content=await request.body(),
+                headers=headers,
+            )
+        except httpx.TransportError as exc:
+            raise ApiError(
+                503,
+                f"the {target.service} is not reachable at {target.base_url} "
+                f"({type(exc).__name__}); check that it is running with `ai-suite status`",
+                code="service_unavailable",
+                headers={"Retry-After": "5"},
+            ) from exc
+        response_headers = {
+            k: v
+            for k, v in upstream.headers.items()
+            if k.lower() not in _DROPPED_RESPONSE_HEADERS and k.lower() != "x-request-id"
+        }
+        return Response(
+            upstream.content, status_code=upstream.status_code, headers=response_headers
+        )
+
+    return forward
