@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# pytester drives the plugins of pytest_plugins/ as users run them.
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).parent
 _FOLDER_MARKERS = {
     ROOT / "tests" / "unit": "unit",

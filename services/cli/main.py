@@ -156,16 +156,22 @@ def keys_revoke(key_id_or_prefix: str) -> None:
 
 def _probe(url: str) -> tuple[str, str]:
     try:
-        response = httpx.get(url + "/ready", timeout=2.0)
+        # trust_env=False: never send probes of loopback services through HTTP_PROXY.
+        response = httpx.get(url + "/ready", timeout=2.0, trust_env=False)
     except httpx.HTTPError as exc:
         return "down", type(exc).__name__
     if response.status_code == 200:
         return "ready", ""
     try:
-        detail = ", ".join(response.json().get("not_ready", []))
+        body = response.json()
     except ValueError:
-        detail = response.text[:80]
-    return "not ready", detail
+        body = None
+    names = body.get("not_ready") if isinstance(body, dict) else None
+    if isinstance(names, list) and names:
+        return "not ready", ", ".join(str(name) for name in names)
+    # Not one of our services, or an unexpected answer: one line for the table.
+    text = " ".join(response.text.split())[:80]
+    return "not ready", f"HTTP {response.status_code}" + (f": {text}" if text else "")
 
 
 @cli.command()

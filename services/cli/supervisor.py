@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -25,12 +26,17 @@ import httpx
 import psutil
 
 _PR_SET_PDEATHSIG = 1
+# Loaded here, not in the forked child: dlopen() after fork() can deadlock when
+# another thread held the loader lock at fork time.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent(parent_pid: int) -> None:  # pragma: no cover - runs in the child
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent_pid:
+            # The supervisor died between fork() and prctl(): no signal will come.
+            os._exit(1)
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # own process group: signals reach grandchildren
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
             )
         running = Running(spec, process, log_path)
         self.running.append(running)
@@ -129,7 +135,9 @@ class Supervisor:
         started = time.monotonic()
         deadline = started + spec.start_timeout
         last_error = "no answer yet"
-        with httpx.Client(timeout=1.0) as client:
+        # trust_env=False: an HTTP(S)_PROXY set for the user's browser must not
+        # route probes of our own loopback services through that proxy.
+        with httpx.Client(timeout=1.0, trust_env=False) as client:
             while time.monotonic() < deadline:
                 code = running.process.poll()
                 if code is not None:

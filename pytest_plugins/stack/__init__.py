@@ -1,0 +1,3 @@
+__all__ = ["Stack"]
+
+from pytest_plugins.stack.handle import Stack

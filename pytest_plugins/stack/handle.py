@@ -1,0 +1,117 @@
+"""What tests get: URLs of the stack's services and control over them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from pytest_plugins.stack.local import LocalBackend, ServiceStartError
+from pytest_plugins.stack.manager import StackManager
+from pytest_plugins.stack.state import StackState
+
+
+class Stack:
+    """A running stack shared by every process of the run.
+
+    Control operations reload the shared state under the stack's lock, so a
+    service restarted by one xdist worker is seen by the others.
+    """
+
+    def __init__(self, manager: StackManager, backend: LocalBackend) -> None:
+        self.manager = manager
+        self.backend = backend
+
+    @property
+    def services(self) -> list[str]:
+        return self.manager.spec.names()
+
+    def url(self, name: str) -> str:
+        self.manager.spec.service(name)  # KeyError naming the choices
+        return self.backend.url(name)
+
+    def port(self, name: str) -> int:
+        return int(self.backend.state.ports[name])
+
+    def log_path(self, name: str) -> Path:
+        return self.backend.log_path(name)
+
+    def _refresh(self, state: StackState | None) -> None:
+        if state is not None:
+            self.backend.state = state
+
+    def stop(self, name: str) -> None:
+        with self.manager.locked() as state:
+            self._refresh(state)
+            self.backend.stop(name)
+
+    def kill(self, name: str) -> None:
+        with self.manager.locked() as state:
+            self._refresh(state)
+            self.backend.kill(name)
+
+    def start(self, name: str) -> None:
+        with self.manager.locked() as state:
+            self._refresh(state)
+            self.backend.start(name)
+
+    def restart(self, name: str) -> None:
+        with self.manager.locked() as state:
+            self._refresh(state)
+            self.backend.restart(name)
+
+    def pause(self, name: str) -> None:
+        with self.manager.locked() as state:
+            self._refresh(state)
+            self.backend.pause(name)
+
+    def resume(self, name: str) -> None:
+        with self.manager.locked() as state:
+            self._refresh(state)
+            self.backend.resume(name)
+
+    def is_healthy(self, name: str) -> bool:
+        probe = self.manager.spec.service(name).ready.http
+        try:
+            response = httpx.get(self.url(name) + probe, timeout=1.0, trust_env=False)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def wait_healthy(self, name: str, timeout: float = 30.0) -> float:
+        """Seconds until ``name`` answers its readiness probe; raises after ``timeout``."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.is_healthy(name):
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise ServiceStartError(f"{name} did not become healthy within {timeout:g}s")
+
+    def log_offsets(self) -> dict[str, int]:
+        offsets = {}
+        for name in self.services:
+            path = self.log_path(name)
+            offsets[name] = path.stat().st_size if path.exists() else 0
+        return offsets
+
+    def logs_since(self, offsets: dict[str, int], max_bytes: int = 20_000) -> dict[str, str]:
+        """Each service's log written since ``offsets``; the tail if it is long, marked so."""
+        out = {}
+        for name, offset in offsets.items():
+            path = self.log_path(name)
+            if not path.exists():
+                continue
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+            if not data:
+                continue
+            text = data.decode("utf-8", errors="replace")
+            if len(data) > max_bytes:
+                text = (
+                    f"[{len(data) - max_bytes} earlier bytes omitted; full log: {path}]\n"
+                    + data[-max_bytes:].decode("utf-8", errors="replace")
+                )
+            out[name] = text
+        return out

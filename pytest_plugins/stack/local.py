@@ -1,0 +1,217 @@
+"""The local backend: each service is a child process on a free loopback port.
+
+Processes get their own session (process group), so signals reach their
+children and Ctrl-C in the terminal does not hit them before teardown does.
+Each start is recorded in the shared state before waiting for readiness, so a
+crash at any moment leaves nothing the next run cannot sweep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+
+import httpx
+import psutil
+
+from pytest_plugins.stack.spec import ServiceSpec, StackSpec, render
+from pytest_plugins.stack.state import ProcessRecord, StackState
+
+
+class ServiceStartError(RuntimeError):
+    """A service died or never became ready; the message has its exit code and log tail."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 20) -> list[str]:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]
+    except FileNotFoundError:
+        return []
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, spec: StackSpec, run_dir: Path, state: StackState, state_file: Path):
+        self.spec = spec
+        self.run_dir = run_dir
+        self.state = state
+        self.state_file = state_file
+        self._popen: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- addresses ---------------------------------------------------------
+
+    def assign_ports(self) -> None:
+        for service in self.spec.services:
+            self.state.ports.setdefault(service.name, free_port())
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.state.ports[name]}"
+
+    def log_path(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
+
+    def _context(self, service: ServiceSpec) -> dict[str, str]:
+        context = {
+            "root": str(self.spec.root),
+            "port": str(self.state.ports[service.name]),
+            "data_dir": str(self.run_dir / "data" / service.name),
+        }
+        for other, port in self.state.ports.items():
+            context[f"port:{other}"] = str(port)
+            context[f"url:{other}"] = f"http://127.0.0.1:{port}"
+        return context
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start_all(self, only: list[str] | None = None) -> None:
+        self.assign_ports()
+        for service in self.spec.start_order(only):
+            if service.name not in self.state.processes:
+                self.start(service.name)
+
+    def start(self, name: str) -> None:
+        service = self.spec.service(name)
+        if not service.command:
+            raise ServiceStartError(f"{name}: no 'command' in the stack file for the local backend")
+        context = self._context(service)
+        argv = [render(part, context=context) for part in service.command]
+        env = {**os.environ, **{k: render(v, context=context) for k, v in service.env.items()}}
+        env["PYTHONUNBUFFERED"] = "1"
+        log_path = self.log_path(name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        Path(context["data_dir"]).mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(  # noqa: S603 - argv from the stack file, no shell
+                argv,
+                cwd=self.spec.root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._popen[name] = process
+        self.state.processes[name] = ProcessRecord(
+            service=name,
+            pid=process.pid,
+            pgid=process.pid,
+            create_time=psutil.Process(process.pid).create_time(),
+            port=self.state.ports[name],
+            log_path=str(log_path),
+        )
+        self.state.save(self.state_file)  # recorded before waiting: nothing can leak
+        self.wait_ready(name, timeout=service.ready.timeout)
+
+    def _exit_code(self, name: str) -> int | None:
+        process = self._popen.get(name)
+        if process is not None:
+            return process.poll()
+        record = self.state.processes.get(name)
+        return None if record and record.alive() else -1
+
+    def wait_ready(self, name: str, timeout: float | None = None) -> float:
+        service = self.spec.service(name)
+        timeout = service.ready.timeout if timeout is None else timeout
+        url = self.url(name) + service.ready.http
+        started = time.monotonic()
+        last = "no answer yet"
+        with httpx.Client(timeout=1.0, trust_env=False) as client:
+            while time.monotonic() - started < timeout:
+                code = self._exit_code(name)
+                if code is not None:
+                    lines = "\n".join(f"    {line}" for line in tail(self.log_path(name)))
+                    raise ServiceStartError(
+                        f"{name} exited with code {code} before it was ready"
+                        f" (log: {self.log_path(name)}); last lines:\n{lines or '    (none)'}"
+                    )
+                try:
+                    response = client.get(url)
+                    if response.status_code == 200:
+                        return time.monotonic() - started
+                    last = f"{service.ready.http} answered {response.status_code}"
+                except httpx.HTTPError as exc:
+                    last = type(exc).__name__
+                time.sleep(0.05)
+        lines = "\n".join(f"    {line}" for line in tail(self.log_path(name)))
+        raise ServiceStartError(
+            f"{name} was not ready within {timeout:g}s (last probe: {last});"
+            f" last log lines:\n{lines or '    (none)'}"
+        )
+
+    # -- fault injection ---------------------------------------------------
+
+    def _signal(self, name: str, sig: signal.Signals) -> None:
+        record = self.state.processes.get(name)
+        if record is None:
+            raise KeyError(f"service {name!r} is not running")
+        record.kill(sig)
+
+    def stop(self, name: str, grace: float = 10.0) -> None:
+        record = self.state.processes.get(name)
+        if record is None:
+            return
+        self._signal(name, signal.SIGCONT)  # a paused process cannot handle SIGTERM
+        self._signal(name, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while record.alive() and time.monotonic() < deadline:
+            self._reap(name)
+            time.sleep(0.05)
+        if record.alive():
+            self._signal(name, signal.SIGKILL)
+        self._reap(name, wait=True)
+        del self.state.processes[name]
+        self.state.save(self.state_file)
+
+    def kill(self, name: str) -> None:
+        self._signal(name, signal.SIGKILL)
+        self._reap(name, wait=True)
+        del self.state.processes[name]
+        self.state.save(self.state_file)
+
+    def pause(self, name: str) -> None:
+        self._signal(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self._signal(name, signal.SIGCONT)
+
+    def restart(self, name: str) -> None:
+        self.stop(name)
+        self.start(name)
+
+    def _reap(self, name: str, wait: bool = False) -> None:
+        process = self._popen.get(name)
+        if process is None:
+            record = self.state.processes.get(name)
+            proc = record.process() if record else None
+            if proc is not None and wait:
+                psutil.wait_procs([proc], timeout=5)
+            return
+        if wait:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                return
+            self._popen.pop(name, None)
+        else:
+            process.poll()
+
+    def stop_all(self) -> None:
+        for service in reversed(self.spec.start_order()):
+            if service.name in self.state.processes:
+                self.stop(service.name, grace=5.0)
+        # Anything recorded but unknown to the spec (renamed service) goes too.
+        self.state.kill_all()
+        self.state.processes.clear()

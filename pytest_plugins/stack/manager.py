@@ -1,0 +1,144 @@
+"""Acquire, share, reuse and tear down one stack per run (pytest-free).
+
+Every pytest process of a run (the controller and each xdist worker) calls
+:meth:`StackManager.acquire`; the first one starts the stack under a file lock,
+the others attach to it. Only the owner of the run (the controller) tears it
+down, once, after the last worker is done. A detached reaper kills the stack if
+the owner dies without tearing down.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock
+
+from pytest_plugins.stack.local import LocalBackend
+from pytest_plugins.stack.spec import StackSpec
+from pytest_plugins.stack.state import StackState, sweep
+
+OWNER_ENV = "PYTEST_STACK_OWNER"  # "pid:create_time" of the run's controller
+
+
+class StackManager:
+    def __init__(
+        self,
+        spec: StackSpec,
+        *,
+        state_dir: Path,
+        owner: tuple[int, float],
+        keep: bool = False,
+        lock_timeout: float = 300.0,
+    ) -> None:
+        self.spec = spec
+        self.state_dir = state_dir
+        self.owner = owner
+        self.keep = keep
+        self.fingerprint = spec.fingerprint()
+        self.state_file = state_dir / f"{spec.name}.json"
+        self.run_dir = state_dir / spec.name
+        self._lock = FileLock(str(state_dir / f"{spec.name}.lock"), timeout=lock_timeout)
+        state_dir.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[StackState | None]:
+        with self._lock:
+            yield StackState.load(self.state_file)
+
+    def sweep_leftovers(self) -> list[str]:
+        with self._lock:
+            return sweep(self.state_dir, keep_fingerprint=self.fingerprint if self.keep else None)
+
+    def _reusable(self, state: StackState) -> bool:
+        if not state.all_alive() or state.fingerprint != self.fingerprint:
+            return False
+        if (state.owner_pid, state.owner_create_time) == self.owner:
+            return True  # started earlier in this run by another worker
+        return self.keep and state.keep
+
+    def acquire(self, only: list[str] | None = None) -> LocalBackend:
+        """The running stack, started if needed; ``only`` limits what a new start includes."""
+        with self._lock:
+            state = StackState.load(self.state_file)
+            if state is not None and self._reusable(state):
+                if (state.owner_pid, state.owner_create_time) != self.owner:
+                    state.owner_pid, state.owner_create_time = self.owner  # adopt a kept stack
+                    state.save(self.state_file)
+                backend = LocalBackend(self.spec, self.run_dir, state, self.state_file)
+                missing = [
+                    s.name for s in self.spec.start_order(only) if s.name not in state.processes
+                ]
+                if missing:
+                    backend.start_all(only)
+                return backend
+            if state is not None:
+                state.kill_all()  # stale or different configuration: recreate
+                self.state_file.unlink(missing_ok=True)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            state = StackState(
+                stack=self.spec.name,
+                fingerprint=self.fingerprint,
+                backend="local",
+                owner_pid=self.owner[0],
+                owner_create_time=self.owner[1],
+                keep=self.keep,
+            )
+            state.save(self.state_file)
+            if not self.keep:
+                state.reaper_pid = self._start_reaper()
+                state.save(self.state_file)
+            backend = LocalBackend(self.spec, self.run_dir, state, self.state_file)
+            try:
+                backend.start_all(only)
+            except BaseException:
+                backend.stop_all()
+                self.state_file.unlink(missing_ok=True)
+                raise
+            return backend
+
+    def _start_reaper(self) -> int:
+        process = subprocess.Popen(  # noqa: S603 - our own module, no shell
+            [sys.executable, "-m", "pytest_plugins.stack.reaper", str(self.state_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # survives Ctrl-C and the death of pytest
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        return process.pid
+
+    def teardown(self, artifacts_dir: Path | None = None) -> bool:
+        """Stop the stack if this run owns it (and it is not kept); True if stopped."""
+        with self._lock:
+            state = StackState.load(self.state_file)
+            if state is None or (state.owner_pid, state.owner_create_time) != self.owner:
+                return False
+            if artifacts_dir is not None:
+                self._copy_logs(artifacts_dir)
+            if state.keep:
+                return False
+            LocalBackend(self.spec, self.run_dir, state, self.state_file).stop_all()
+            self.state_file.unlink(missing_ok=True)
+            return True
+
+    def _copy_logs(self, artifacts_dir: Path) -> None:
+        logs = self.run_dir / "logs"
+        if logs.is_dir():
+            target = artifacts_dir / self.spec.name
+            target.mkdir(parents=True, exist_ok=True)
+            for log in logs.glob("*.log"):
+                shutil.copy2(log, target / log.name)
+
+
+def owner_from_env() -> tuple[int, float] | None:
+    raw = os.environ.get(OWNER_ENV)
+    if not raw:
+        return None
+    pid, _, created = raw.partition(":")
+    return int(pid), float(created)

@@ -1,0 +1,209 @@
+"""pytest adapter for the stack: options, the ``stack`` fixture, logs on failure.
+
+The engine (spec, local backend, manager, reaper) never imports pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_plugins.stack.handle import Stack
+from pytest_plugins.stack.local import ServiceStartError
+from pytest_plugins.stack.manager import OWNER_ENV, StackManager, owner_from_env
+from pytest_plugins.stack.spec import StackSpecError, load_stack
+from pytest_plugins.stack.state import current_process_identity
+
+BACKENDS = ("auto", "local", "compose")
+_manager_key = pytest.StashKey[StackManager | None]()
+_previous_owner_key = pytest.StashKey[str | None]()
+_offsets_key = pytest.StashKey[dict[str, int]]()
+
+
+def _backend(value: str) -> str:
+    if value not in BACKENDS:
+        raise pytest.UsageError(
+            f"--stack-backend must be one of {', '.join(BACKENDS)}, not {value!r}"
+        )
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("stack", "service stack shared by all tests and xdist workers")
+    group.addoption(
+        "--stack-backend",
+        type=_backend,
+        default=None,
+        help="auto (default), local or compose; ini: stack_backend",
+    )
+    group.addoption("--stack-file", default=None, help="stack YAML file; ini: stack_file")
+    group.addoption(
+        "--stack-keep",
+        action="store_true",
+        default=None,
+        help="leave the stack running and reuse it next run if unchanged; " "ini: stack_keep",
+    )
+    group.addoption(
+        "--stack-state-dir",
+        default=None,
+        help="where running stacks are recorded; ini: stack_state_dir",
+    )
+    group.addoption(
+        "--stack-artifacts",
+        default=None,
+        help="where full service logs are copied; ini: stack_artifacts",
+    )
+    parser.addini("stack_backend", "default stack backend", default="auto")
+    parser.addini("stack_file", "stack YAML file, relative to rootdir", default="")
+    parser.addini("stack_keep", "keep and reuse the stack between runs", type="bool", default=False)
+    parser.addini("stack_state_dir", "stack state directory", default=".pytest_stack")
+    parser.addini("stack_artifacts", "service log directory", default="artifacts/stack")
+
+
+def _option(config: pytest.Config, name: str) -> object:
+    value = config.getoption(f"--{name.replace('_', '-')}")
+    return value if value is not None else config.getini(name)
+
+
+def _path(config: pytest.Config, name: str) -> Path | None:
+    value = str(_option(config, name) or "")
+    return (config.rootpath / value) if value else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "stack: the test uses the service stack (added to tests using `stack`)"
+    )
+    _backend(str(_option(config, "stack_backend")))
+    config.stash[_manager_key] = None
+    if not hasattr(config, "workerinput"):
+        # The controller owns the run's stack; xdist workers inherit this.
+        config.stash[_previous_owner_key] = os.environ.get(OWNER_ENV)
+        pid, created = current_process_identity()
+        os.environ[OWNER_ENV] = f"{pid}:{created}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _previous_owner_key in config.stash:
+        previous = config.stash[_previous_owner_key]
+        if previous is None:
+            os.environ.pop(OWNER_ENV, None)
+        else:
+            os.environ[OWNER_ENV] = previous
+
+
+def _manager(config: pytest.Config) -> StackManager | None:
+    if config.stash.get(_manager_key, None) is not None:
+        return config.stash[_manager_key]
+    stack_file = _path(config, "stack_file")
+    if stack_file is None:
+        return None
+    try:
+        spec = load_stack(stack_file)
+    except StackSpecError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    owner = owner_from_env() or current_process_identity()
+    manager = StackManager(
+        spec,
+        state_dir=_path(config, "stack_state_dir") or config.rootpath / ".pytest_stack",
+        owner=owner,
+        keep=bool(_option(config, "stack_keep")),
+    )
+    config.stash[_manager_key] = manager
+    return manager
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or _path(config, "stack_file") is None:
+        return
+    manager = _manager(config)
+    if manager is None:
+        return
+    killed = manager.sweep_leftovers()
+    if killed:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"stack: killed leftovers of an earlier run: {', '.join(killed)}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return  # workers never tear down: the controller does, after the last one
+    manager = config.stash.get(_manager_key, None)
+    if manager is None and _path(config, "stack_file") is not None:
+        manager = _manager(config)
+    if manager is not None:
+        manager.teardown(_path(config, "stack_artifacts"))
+
+
+def _docker_answers() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        return (
+            subprocess.run(  # noqa: S603 - fixed argv
+                [docker, "info"], capture_output=True, timeout=10, check=False
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """The service stack described by ``stack_file``, started once for the whole run.
+
+    All xdist workers share one stack; the controller stops it after the last
+    worker finishes (unless ``--stack-keep``). ``stack.url(name)`` gives a
+    service's base URL; ``stop``, ``kill``, ``restart``, ``pause``, ``resume``
+    and ``wait_healthy`` inject faults. On failure, each service's log lines
+    written during the test are attached to the report.
+    """
+    config = request.config
+    manager = _manager(config)
+    if manager is None:
+        pytest.skip("no stack file configured: set `stack_file` in the ini or --stack-file")
+    backend = str(_option(config, "stack_backend"))
+    if backend == "compose":
+        reason = (
+            "no Docker engine answers `docker info`"
+            if not _docker_answers()
+            else "the compose backend is not implemented yet"
+        )
+        pytest.skip(f"stack backend 'compose' unavailable: {reason}")
+    try:
+        return Stack(manager, manager.acquire())
+    except ServiceStartError as exc:
+        pytest.fail(f"stack {manager.spec.name!r} failed to start: {exc}", pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    stack_value = getattr(item, "funcargs", {}).get("stack")
+    if isinstance(stack_value, Stack):
+        item.stash[_offsets_key] = stack_value.log_offsets()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or not report.failed or _offsets_key not in item.stash:
+        return
+    stack_value = item.funcargs.get("stack")  # type: ignore[attr-defined]
+    if isinstance(stack_value, Stack):
+        for name, text in stack_value.logs_since(item.stash[_offsets_key]).items():
+            report.sections.append((f"stack log: {name}", text))

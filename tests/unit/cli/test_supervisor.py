@@ -1,0 +1,304 @@
+"""The child-process supervisor behind ``ai-suite up``, with real child processes.
+
+Children are small ``python -c`` scripts; every test polls for the state it
+expects (no fixed sleeps) and the fixture kills whatever is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from services.cli.supervisor import (
+    _LIBC,
+    ServiceFailed,
+    ServiceSpec,
+    Supervisor,
+    _die_with_parent,
+    port_in_use,
+)
+from tests.support.live import free_port
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# Answers 200 to every GET, after starting a grandchild in its process group.
+HTTP_CHILD = textwrap.dedent("""
+    import http.server, subprocess, sys
+    grandchild = subprocess.Popen(["sleep", "60"])
+    print("grandchild", grandchild.pid, flush=True)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    """)
+
+CRASHING_CHILD = textwrap.dedent("""
+    import sys
+    print("loading configuration")
+    print("error: GATEWAY_UPSTREAMS is not valid JSON")
+    sys.exit(3)
+    """)
+
+SLEEPING_CHILD = "import time; time.sleep(60)"
+
+STUBBORN_CHILD = textwrap.dedent("""
+    import signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("ignoring SIGTERM", flush=True)
+    time.sleep(60)
+    """)
+
+
+def gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie nobody has reaped yet counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def kill_quietly(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def echoed() -> list[str]:
+    """What the supervisor told the user."""
+    return []
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path, echoed: list[str]) -> Iterator[Supervisor]:
+    sup = Supervisor(tmp_path / "logs", echo=echoed.append)
+    yield sup
+    sup.stop_all(grace=0.5)
+
+
+def spec(name: str, script: str, *, port: int | None = None, **kwargs: object) -> ServiceSpec:
+    port = port or free_port()
+    return ServiceSpec(
+        name=name, argv=[sys.executable, "-c", script, str(port)], port=port, **kwargs
+    )
+
+
+@pytest.mark.usefixtures("dead_proxy")
+def test_ready_child_and_its_grandchild_are_stopped(
+    supervisor: Supervisor, echoed: list[str]
+) -> None:
+    running = supervisor.start(spec("web", HTTP_CHILD, start_timeout=10))
+
+    seconds = supervisor.wait_ready(running)
+
+    assert 0 < seconds < 10
+    assert running.log_path == supervisor.log_dir / "web.log"
+    child = psutil.Process(running.process.pid)
+    (grandchild,) = child.children()
+    assert grandchild.name() == "sleep"
+    assert os.getpgid(grandchild.pid) == running.process.pid  # same process group
+    assert os.getsid(running.process.pid) == running.process.pid  # own session
+    assert supervisor.exited() == []
+
+    supervisor.stop_all(grace=5)
+
+    assert running.process.returncode == -signal.SIGTERM
+    assert wait_until(lambda: gone(grandchild.pid))
+    assert supervisor.running == []
+    assert echoed == []
+
+
+def test_child_that_exits_during_start_up_fails_at_once(supervisor: Supervisor) -> None:
+    running = supervisor.start(spec("gateway", CRASHING_CHILD, start_timeout=30))
+    started = time.monotonic()
+
+    with pytest.raises(ServiceFailed) as caught:
+        supervisor.wait_ready(running)
+
+    assert time.monotonic() - started < 5
+    failure = caught.value
+    assert failure.name == "gateway"
+    assert "exited during start-up with code 3" in str(failure)
+    assert failure.log_tail == [
+        "loading configuration",
+        "error: GATEWAY_UPSTREAMS is not valid JSON",
+    ]
+    assert "    error: GATEWAY_UPSTREAMS is not valid JSON" in str(failure)
+    assert supervisor.exited() == [running]
+
+
+def test_child_that_never_becomes_ready_times_out(supervisor: Supervisor) -> None:
+    running = supervisor.start(spec("slow", SLEEPING_CHILD, start_timeout=0.5))
+
+    with pytest.raises(ServiceFailed) as caught:
+        supervisor.wait_ready(running, poll=0.05)
+
+    message = str(caught.value)
+    assert "slow: not ready after 0.5s (last probe: ConnectError)" in message
+    assert "(no output)" in message
+    assert running.process.poll() is None  # still running: stop_all's job
+
+
+def test_child_that_ignores_sigterm_is_killed_after_the_grace_period(
+    supervisor: Supervisor, echoed: list[str]
+) -> None:
+    running = supervisor.start(spec("stubborn", STUBBORN_CHILD))
+    assert wait_until(lambda: running.log_tail() == ["ignoring SIGTERM"])
+    started = time.monotonic()
+
+    supervisor.stop_all(grace=0.5)
+
+    assert 0.5 <= time.monotonic() - started < 5
+    assert running.process.returncode == -signal.SIGKILL
+    assert echoed == ["stubborn did not stop in 0.5s; killing it"]
+
+
+def test_log_is_appended_and_env_is_passed(supervisor: Supervisor) -> None:
+    script = "import os; print(os.environ['GREETING'])"
+    for _ in range(2):
+        running = supervisor.start(spec("env", script, env={"GREETING": "hello"}))
+        running.process.wait(timeout=10)
+
+    assert running.log_tail() == ["hello", "hello"]
+    assert running.log_tail(lines=1) == ["hello"]
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_port_in_use_on_a_free_port() -> None:
+    assert port_in_use("127.0.0.1", free_port()) is None
+
+
+def test_port_in_use_names_the_listener(listening: int) -> None:
+    description = port_in_use("127.0.0.1", listening)
+
+    assert description is not None
+    assert description.startswith(f"pid {os.getpid()} (")
+
+
+def test_start_refuses_a_busy_port(supervisor: Supervisor, listening: int) -> None:
+    with pytest.raises(ServiceFailed) as caught:
+        supervisor.start(spec("gateway", SLEEPING_CHILD, port=listening))
+
+    message = str(caught.value)
+    assert f"port {listening} on 127.0.0.1 is already in use by pid {os.getpid()}" in message
+    assert "GATEWAY_PORT" in message
+    assert supervisor.running == []
+    assert not (supervisor.log_dir / "gateway.log").exists()
+
+
+SUPERVISOR_PROCESS = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from services.cli.supervisor import ServiceSpec, Supervisor
+
+    supervisor = Supervisor(Path(sys.argv[1]))
+    running = supervisor.start(ServiceSpec(
+        "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], port=int(sys.argv[2])
+    ))
+    print(running.process.pid, flush=True)
+    time.sleep(60)
+    """)
+
+
+def read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, f"no output within {timeout}s"
+    return process.stdout.readline()
+
+
+def test_children_die_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR_PROCESS, str(tmp_path / "logs"), str(free_port())],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    child_pid = 0
+    try:
+        child_pid = int(read_line(parent, timeout=10))
+        child = psutil.Process(child_pid)
+        assert child.ppid() == parent.pid
+        assert not gone(child_pid)
+
+        parent.kill()  # SIGKILL: the supervisor gets no chance to clean up
+        parent.wait(timeout=5)
+
+        assert wait_until(lambda: gone(child_pid)), "child outlived its supervisor"
+    finally:
+        parent.kill()
+        parent.wait(timeout=5)
+        if parent.stdout:
+            parent.stdout.close()
+        if child_pid:
+            kill_quietly(child_pid)
+
+
+def _forked_exit_code(expected_parent: int) -> int:
+    """Run ``_die_with_parent`` in a fork of this process; exit with the armed signal."""
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() with threads; the child only calls prctl.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 100
+        try:
+            _die_with_parent(expected_parent)
+            armed = ctypes.c_int()
+            _LIBC.prctl(2, ctypes.byref(armed))  # PR_GET_PDEATHSIG
+            code = armed.value
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(_LIBC is None, reason="PR_SET_PDEATHSIG is Linux-only")
+def test_die_with_parent_arms_pdeathsig() -> None:
+    assert _forked_exit_code(expected_parent=os.getpid()) == signal.SIGKILL
+
+
+@pytest.mark.skipif(_LIBC is None, reason="PR_SET_PDEATHSIG is Linux-only")
+def test_die_with_parent_exits_if_the_supervisor_is_already_gone() -> None:
+    # As when the supervisor dies between fork() and prctl(): the child's parent
+    # is no longer the supervisor, no signal will ever come, so it must not run.
+    assert _forked_exit_code(expected_parent=os.getppid()) == 1
