@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from pytest_plugins.stack.exclusive import Coordinator
 from pytest_plugins.stack.local import LocalBackend, ServiceStartError
 from pytest_plugins.stack.manager import StackManager
 from pytest_plugins.stack.state import StackState
@@ -22,6 +23,7 @@ class Stack:
     def __init__(self, manager: StackManager, backend: LocalBackend) -> None:
         self.manager = manager
         self.backend = backend
+        self.coordinator = Coordinator(manager.run_dir / "coordination")
 
     @property
     def services(self) -> list[str]:
@@ -33,6 +35,10 @@ class Stack:
 
     def port(self, name: str) -> int:
         return int(self.backend.state.ports[name])
+
+    @property
+    def data_dir(self) -> Path:
+        return self.backend.data_dir
 
     def log_path(self, name: str) -> Path:
         return self.backend.log_path(name)

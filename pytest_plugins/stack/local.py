@@ -60,6 +60,11 @@ class LocalBackend:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.state.ports[name]}"
 
+    @property
+    def data_dir(self) -> Path:
+        """One data directory shared by the stack's services (``{data_dir}``)."""
+        return self.run_dir / "data"
+
     def log_path(self, name: str) -> Path:
         return self.run_dir / "logs" / f"{name}.log"
 
@@ -67,7 +72,7 @@ class LocalBackend:
         context = {
             "root": str(self.spec.root),
             "port": str(self.state.ports[service.name]),
-            "data_dir": str(self.run_dir / "data" / service.name),
+            "data_dir": str(self.data_dir),
         }
         for other, port in self.state.ports.items():
             context[f"port:{other}"] = str(port)
@@ -96,7 +101,7 @@ class LocalBackend:
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(  # noqa: S603 - argv from the stack file, no shell
                 argv,
-                cwd=self.spec.root,
+                cwd=self.spec.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

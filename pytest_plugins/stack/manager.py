@@ -43,6 +43,8 @@ class StackManager:
         self.fingerprint = spec.fingerprint()
         self.state_file = state_dir / f"{spec.name}.json"
         self.run_dir = state_dir / spec.name
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self.backend: LocalBackend | None = None
         self._lock = FileLock(str(state_dir / f"{spec.name}.lock"), timeout=lock_timeout)
         state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -71,6 +73,7 @@ class StackManager:
                     state.owner_pid, state.owner_create_time = self.owner  # adopt a kept stack
                     state.save(self.state_file)
                 backend = LocalBackend(self.spec, self.run_dir, state, self.state_file)
+                self.backend = backend
                 missing = [
                     s.name for s in self.spec.start_order(only) if s.name not in state.processes
                 ]
@@ -81,6 +84,7 @@ class StackManager:
                 state.kill_all()  # stale or different configuration: recreate
                 self.state_file.unlink(missing_ok=True)
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.backend = None
             state = StackState(
                 stack=self.spec.name,
                 fingerprint=self.fingerprint,
@@ -94,6 +98,7 @@ class StackManager:
                 state.reaper_pid = self._start_reaper()
                 state.save(self.state_file)
             backend = LocalBackend(self.spec, self.run_dir, state, self.state_file)
+            self.backend = backend
             try:
                 backend.start_all(only)
             except BaseException:
@@ -103,7 +108,8 @@ class StackManager:
             return backend
 
     def _start_reaper(self) -> int:
-        process = subprocess.Popen(  # noqa: S603 - our own module, no shell
+        # Kept referenced for the whole run: the reaper must outlive this object.
+        self._reaper = subprocess.Popen(  # noqa: S603 - our own module, no shell
             [sys.executable, "-m", "pytest_plugins.stack.reaper", str(self.state_file)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -111,7 +117,7 @@ class StackManager:
             start_new_session=True,  # survives Ctrl-C and the death of pytest
             cwd=Path(__file__).resolve().parents[2],
         )
-        return process.pid
+        return self._reaper.pid
 
     def teardown(self, artifacts_dir: Path | None = None) -> bool:
         """Stop the stack if this run owns it (and it is not kept); True if stopped."""
@@ -123,7 +129,10 @@ class StackManager:
                 self._copy_logs(artifacts_dir)
             if state.keep:
                 return False
-            LocalBackend(self.spec, self.run_dir, state, self.state_file).stop_all()
+            # The backend that started the processes can also reap them.
+            backend = self.backend or LocalBackend(self.spec, self.run_dir, state, self.state_file)
+            backend.state = state
+            backend.stop_all()
             self.state_file.unlink(missing_ok=True)
             return True
 

@@ -78,7 +78,9 @@ def _path(config: pytest.Config, name: str) -> Path | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "stack: the test uses the service stack (added to tests using `stack`)"
+        "markers",
+        "stack_exclusive: the test stops, kills or pauses stack services, so it runs while no"
+        " other test (in any xdist worker) uses the stack",
     )
     _backend(str(_option(config, "stack_backend")))
     config.stash[_manager_key] = None
@@ -190,9 +192,14 @@ def stack(request: pytest.FixtureRequest) -> Stack:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     stack_value = getattr(item, "funcargs", {}).get("stack")
-    if isinstance(stack_value, Stack):
+    if not isinstance(stack_value, Stack):
+        yield
+        return
+    coordinator = stack_value.coordinator
+    exclusive = item.get_closest_marker("stack_exclusive") is not None
+    with coordinator.exclusive() if exclusive else coordinator.shared():
         item.stash[_offsets_key] = stack_value.log_offsets()
-    yield
+        yield
 
 
 @pytest.hookimpl(hookwrapper=True)

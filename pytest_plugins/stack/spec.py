@@ -5,7 +5,7 @@ local backend, a Compose service for the compose backend), its environment,
 its readiness probe and what it depends on. Values may refer to the run:
 ``{python}`` (this interpreter), ``{port}`` (the service's own port),
 ``{port:NAME}`` / ``{url:NAME}`` (another service's), ``{data_dir}`` (the
-service's own data directory) and ``{root}`` (the stack file's folder).
+stack's data directory, shared by its services) and ``{root}`` (the stack file's folder).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class StackSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(default="stack", pattern=r"^[a-z0-9_-]+$")
     compose_files: list[str] = Field(default_factory=list)
+    workdir: str = Field(default=".", description="Commands run here (relative to the file).")
     services: list[ServiceSpec]
     root: Path = Path()
 
@@ -64,6 +65,10 @@ class StackSpec(BaseModel):
                 raise ValueError(f"service {service.name!r} depends on unknown {missing}")
         self.start_order()  # raises on cycles
         return self
+
+    @property
+    def cwd(self) -> Path:
+        return (self.root / self.workdir).resolve()
 
     def service(self, name: str) -> ServiceSpec:
         for service in self.services:

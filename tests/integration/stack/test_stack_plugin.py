@@ -81,7 +81,7 @@ def assert_all_gone(pid_list: list[int], timeout: float = 15) -> None:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "pytest_plugins.stack.plugin", *args)
+    return pytester.runpytest_subprocess(*args)
 
 
 def test_services_start_in_order_and_stop_at_the_end(project: pytest.Pytester) -> None:
@@ -200,7 +200,7 @@ def test_kill_9_of_pytest_leaves_no_service(project: pytest.Pytester) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("PYTEST_STACK_OWNER", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "pytest_plugins.stack.plugin", "-q"],
+        [sys.executable, "-m", "pytest", "-q"],
         cwd=project.path,
         env=env,
         stdout=subprocess.DEVNULL,
