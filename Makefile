@@ -23,12 +23,14 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## Create .venv with the locked dependencies (installs uv if missing)
 
-system-deps: ## Install promtool (Debian package prometheus) when apt is available and we are root
-	@if command -v promtool >/dev/null; then echo "promtool: $$(command -v promtool)"; \
+system-deps: ## Install promtool, prometheus, amtool and alertmanager from Debian when apt is available and we are root
+	@missing=""; for tool in promtool prometheus amtool prometheus-alertmanager; do \
+		command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then echo "monitoring binaries: all present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
-		echo "installed promtool from Debian's prometheus package"; \
-	else echo "promtool missing and cannot be installed here (need apt-get and root): its checks will be skipped with that reason"; fi
+		echo "installing Debian packages prometheus and prometheus-alertmanager (missing:$$missing)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	else echo "missing:$$missing and cannot install them here (need apt-get and root): tests that need them are skipped with that reason"; fi
 
 up: install ## Run the platform (gateway; more services as they land) until Ctrl-C
 	$(VENV)/bin/ai-suite up
