@@ -18,12 +18,34 @@ def platform_services(settings: CoreSettings) -> list[ServiceSpec]:
         "AI_SUITE_HOST": settings.host,
         "PYTHONUNBUFFERED": "1",
     }
+    ports = {
+        "GATEWAY_PORT": str(settings.gateway_port),
+        "MCP_PORT": str(settings.mcp_port),
+        "RAG_PORT": str(settings.rag_port),
+    }
+    env = {**env, **ports}
+    # Started in this order; the gateway last, so that it is ready only when
+    # everything it forwards to is.
     return [
+        ServiceSpec(
+            name="rag",
+            argv=[sys.executable, "-m", "services.rag"],
+            host=settings.host,
+            port=settings.rag_port,
+            env=env,
+        ),
+        ServiceSpec(
+            name="mcp",
+            argv=[sys.executable, "-m", "services.mcp"],
+            host=settings.host,
+            port=settings.mcp_port,
+            env=env,
+        ),
         ServiceSpec(
             name="gateway",
             argv=[sys.executable, "-m", "services.gateway"],
             host=settings.host,
             port=settings.gateway_port,
-            env={**env, "GATEWAY_PORT": str(settings.gateway_port)},
+            env=env,
         ),
     ]

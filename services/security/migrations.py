@@ -7,6 +7,7 @@ and from ``ai-suite db migrate``.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -95,6 +96,81 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX approval_requests_status ON approval_requests(status, expires_at);
         """,
     ),
+    # Caches of keys and grants must notice changes to those tables only:
+    # PRAGMA data_version also moves on every audit write, which would empty
+    # them on every request. A random token (not a counter) also changes when
+    # a test restores the file from a template, whatever the template held.
+    Migration(
+        2,
+        "security_version token bumped by every change to keys, users and grants",
+        """
+        CREATE TABLE security_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            token TEXT NOT NULL
+        );
+        INSERT INTO security_version (id, token) VALUES (1, lower(hex(randomblob(8))));
+        CREATE TRIGGER users_insert_bumps_version AFTER INSERT ON users
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER users_update_bumps_version AFTER UPDATE ON users
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER users_delete_bumps_version AFTER DELETE ON users
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER roles_insert_bumps_version AFTER INSERT ON roles
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER roles_update_bumps_version AFTER UPDATE ON roles
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER roles_delete_bumps_version AFTER DELETE ON roles
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER permissions_insert_bumps_version AFTER INSERT ON permissions
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER permissions_update_bumps_version AFTER UPDATE ON permissions
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER permissions_delete_bumps_version AFTER DELETE ON permissions
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER role_permissions_insert_bumps_version AFTER INSERT ON role_permissions
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER role_permissions_update_bumps_version AFTER UPDATE ON role_permissions
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER role_permissions_delete_bumps_version AFTER DELETE ON role_permissions
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER api_keys_insert_bumps_version AFTER INSERT ON api_keys
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER api_keys_update_bumps_version AFTER UPDATE ON api_keys
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        CREATE TRIGGER api_keys_delete_bumps_version AFTER DELETE ON api_keys
+        BEGIN
+            UPDATE security_version SET token = lower(hex(randomblob(8)));
+        END;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -142,9 +218,21 @@ def migrate(db: Database) -> list[Migration]:
 
 
 def _statements(sql: str) -> list[str]:
-    # executescript() would COMMIT our transaction; split on ';' instead
-    # (the schema has no semicolons inside literals).
-    return [part.strip() for part in sql.split(";") if part.strip()]
+    """Split a script into statements (executescript() would COMMIT our transaction).
+
+    ``sqlite3.complete_statement`` knows that a trigger's ``BEGIN ... END`` block
+    holds semicolons of its own.
+    """
+    statements: list[str] = []
+    current = ""
+    for line in sql.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip().removesuffix(";").strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {current.strip()[:80]!r}")
+    return [statement for statement in statements if statement]
 
 
 def seed(db: Database) -> None:

@@ -70,15 +70,23 @@ class AccessControl:
         )
         self._lock = threading.Lock()
         self._version: int | None = None
+        self._token: str | None = None
         self._keys: dict[str, _KeyRow | None] = {}
         self._grants: dict[str, dict[str, bool]] | None = None
 
     def _fresh(self) -> None:
+        # data_version moves on any commit (audit writes included); only then is
+        # the security_version token read, and only a new token empties the caches.
         version = self.db.data_version()
-        if version != self._version:
+        if version == self._version:
+            return
+        self._version = version
+        row = self.db.query_one("SELECT token FROM security_version WHERE id = 1")
+        token = row[0] if row else None
+        if token is None or token != self._token:
             self._keys = {}
             self._grants = None
-            self._version = version
+            self._token = token
 
     def authenticate(self, token: str | None) -> Principal:
         if not token:

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,26 @@ def wait_http(url: str, process: subprocess.Popen | None = None, timeout: float 
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> list[str]:
+    """Read the process's stderr until a line contains ``text``; returns the lines read."""
+    assert process.stderr is not None
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in process.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    if not found.wait(timeout):
+        raise TimeoutError(f"no line with {text!r} within {timeout}s; got: {''.join(lines)}")
+    return lines
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +101,8 @@ def start_platform(cwd: Path, env_extra: dict[str, str]) -> Platform:
     port = ports["gateway"]
     cwd.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [AI_SUITE, "up"],
+        # A generous timeout: CI machines are loaded, and the services import a lot.
+        [AI_SUITE, "up", "--timeout", "180"],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -88,14 +110,17 @@ def start_platform(cwd: Path, env_extra: dict[str, str]) -> Platform:
         text=True,
     )
     assert process.stdout is not None
-    admin_key = process.stdout.readline().strip()  # printed once, alone on stdout
-    if not admin_key.startswith("ais_"):
+    url = f"http://127.0.0.1:{port}"
+    urls = {name: f"http://127.0.0.1:{p}" for name, p in ports.items()}
+    try:
+        admin_key = process.stdout.readline().strip()  # printed once, alone on stdout
+        if not admin_key.startswith("ais_"):
+            raise RuntimeError(f"ai-suite up printed no key but {admin_key!r}")
+        wait_for_line(process, "stop: Ctrl-C", timeout=240)  # every service is ready
+    except BaseException as exc:
         process.kill()
         _, err = process.communicate(timeout=30)
-        raise RuntimeError(f"ai-suite up printed no key: {admin_key!r} {err}")
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/ready", process)
-    urls = {name: f"http://127.0.0.1:{p}" for name, p in ports.items()}
+        raise RuntimeError(f"ai-suite up did not start: {exc}\n{err}") from exc
     return Platform(process, url, admin_key, env, cwd, urls)
 
 

@@ -120,7 +120,7 @@ def test_kill_9_of_up_takes_services_down(platform: Platform) -> None:
 
 
 def test_crashed_service_stops_up_with_its_log(platform: Platform) -> None:
-    gateway = children_of(platform.process.pid)[0]
+    (gateway,) = [p for p in children_of(platform.process.pid) if "services.gateway" in p.cmdline()]
     gateway.kill()
     assert platform.process.wait(timeout=30) == 1
     stderr = platform.process.stderr.read() if platform.process.stderr else ""

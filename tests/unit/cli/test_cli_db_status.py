@@ -72,7 +72,8 @@ def gateway_port(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
 def status_row(result: Result) -> list[str]:
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["SERVICE", "URL", "STATE", "DETAIL"]
-    (row,) = rows
+    assert [row.split()[0] for row in rows] == ["rag", "mcp", "gateway"]
+    (row,) = [row for row in rows if row.startswith("gateway")]
     return re.split(r"\s{2,}", row)
 
 
@@ -96,8 +97,14 @@ def _gateway(*failing: str) -> FastAPI:
 
 
 @pytest.mark.usefixtures("dead_proxy")
-def test_status_when_ready(run: Run, gateway_port: int) -> None:
-    with serve_in_thread(_gateway(), port=gateway_port):
+def test_status_when_ready(run: Run, gateway_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    with (
+        serve_in_thread(_gateway()) as rag,
+        serve_in_thread(_gateway()) as mcp,
+        serve_in_thread(_gateway(), port=gateway_port),
+    ):
+        monkeypatch.setenv("RAG_PORT", rag.rsplit(":", 1)[1])
+        monkeypatch.setenv("MCP_PORT", mcp.rsplit(":", 1)[1])
         result = run("status")
 
     assert result.exit_code == 0, result.output

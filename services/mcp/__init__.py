@@ -1,0 +1,1 @@
+"""The MCP tool server: sandboxed tools behind RBAC, approvals and audit."""

@@ -1,0 +1,105 @@
+"""The MCP tool server: MCP at ``/mcp`` plus the REST facade, over one pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from services.core.app import build_service_app
+from services.core.errors import install_error_handlers
+from services.core.http import make_async_client
+from services.mcp.approvals import ApprovalMetrics, ApprovalStore, ApprovalSweeper
+from services.mcp.pipeline import ToolMetrics, ToolPipeline
+from services.mcp.protocol import McpProtocol
+from services.mcp.ratelimit import RateLimiter
+from services.mcp.rest import approvals_router, tools_router
+from services.mcp.sandbox import Workspace
+from services.mcp.settings import McpSettings
+from services.mcp.tools import build_tools
+from services.security.bootstrap import install_security, open_security
+from services.security.db import Database
+
+SERVICE = "mcp"
+log = logging.getLogger("ai_suite.mcp")
+
+
+def create_app(
+    settings: McpSettings,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    db: Database | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """Build the MCP server. Everything it uses is passed in or built here, never global."""
+    owns_client = http_client is None
+    client = http_client or make_async_client(read_timeout=60.0)
+    owns_db = db is None
+    database = db or Database(settings.security_db_path)
+    workspace = Workspace(settings.workspace_roots)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweeper_task = asyncio.create_task(sweeper.run(), name="approval-sweeper")
+        try:
+            async with protocol.session_manager.run():
+                log.info(
+                    "mcp ready: %d tools, workspace roots %s",
+                    len(pipeline.tools),
+                    ", ".join(str(root) for root in workspace.roots),
+                )
+                yield
+        finally:
+            sweeper_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper_task
+            if owns_client:
+                await client.aclose()
+            if owns_db:
+                database.close()
+
+    parts = build_service_app(SERVICE, registry=registry, lifespan=lifespan)
+    app = parts.app
+    install_error_handlers(app)
+    security = open_security(database, parts.registry)
+    parts.checks.append(install_security(app, security, parts.registry))
+    approvals = ApprovalStore(
+        database,
+        security.audit,
+        ApprovalMetrics(parts.registry, database),
+        ttl_seconds=settings.approval_ttl_seconds,
+    )
+    sweeper = ApprovalSweeper(
+        approvals, min(settings.approval_sweep_seconds, settings.approval_ttl_seconds)
+    )
+    pipeline = ToolPipeline(
+        settings=settings,
+        tools=build_tools(),
+        access=security.access,
+        audit=security.audit,
+        approvals=approvals,
+        workspace=workspace,
+        http_client=client,
+        metrics=ToolMetrics(parts.registry),
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        started=time.monotonic(),
+    )
+    protocol = McpProtocol(pipeline, security.access, app.state.auth_metrics, settings.host)
+    app.include_router(tools_router(pipeline))
+    app.include_router(
+        approvals_router(approvals, allow_self_approval=settings.allow_self_approval)
+    )
+    app.add_route("/mcp", protocol.asgi_app, include_in_schema=False)
+    app.state.settings = settings
+    app.state.pipeline = pipeline
+    app.state.approvals = approvals
+    app.state.sweeper = sweeper
+    app.state.workspace = workspace
+    return app

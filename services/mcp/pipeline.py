@@ -1,0 +1,324 @@
+"""The one path every tool call takes, over REST and over MCP alike.
+
+authenticate (done by the caller) → authorise the role → validate arguments →
+rate limit → approval (create a request, or consume an approved one) → execute
+with a timeout → audit → metrics. Each call writes exactly one audit row,
+whatever its outcome; if that row cannot be written the call fails.
+
+The rate limit is checked before the approval step so that a refused call
+never uses up an approval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import ValidationError
+
+from services.core.metrics import LATENCY_BUCKETS
+from services.mcp.approvals import ApprovalRefused, ApprovalStore
+from services.mcp.ratelimit import RateLimiter
+from services.mcp.sandbox import Workspace
+from services.mcp.settings import McpSettings
+from services.mcp.tools.base import ToolContext, ToolError, ToolSpec
+from services.security.audit import AuditEntry, AuditLog, AuditWriteError
+from services.security.policy import tool_permission
+from services.security.rbac import AccessControl, Principal
+
+log = logging.getLogger("ai_suite.mcp.pipeline")
+UNKNOWN_TOOL = "<unknown>"
+
+
+class CallError(Exception):
+    """A refused or failed call: becomes an HTTP error or an MCP ``is_error`` result."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+        self.param = param
+
+
+@dataclass
+class CallResult:
+    status: int  # 200 ran, 202 waiting for approval
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class ToolMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.executions = Counter(
+            "mcp_tool_executions_total",
+            "Tool calls by tool and outcome (ok, error, timeout, denied, invalid, pending,"
+            " rate_limited, not_found).",
+            ["tool", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "mcp_tool_duration_seconds",
+            "Time a tool ran (calls that executed).",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+def arguments_hash(tool: str, arguments: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of the tool name and its validated arguments."""
+    canonical = json.dumps(
+        {"tool": tool, "arguments": arguments},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    problems, first = [], None
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err.get("loc", ()))
+        first = first or loc or None
+        problems.append(f"{loc or 'arguments'}: {err.get('msg')}")
+    return "invalid arguments: " + "; ".join(problems), first
+
+
+class ToolPipeline:
+    def __init__(
+        self,
+        *,
+        settings: McpSettings,
+        tools: dict[str, ToolSpec],
+        access: AccessControl,
+        audit: AuditLog,
+        approvals: ApprovalStore,
+        workspace: Workspace,
+        http_client: httpx.AsyncClient,
+        metrics: ToolMetrics,
+        limiter: RateLimiter,
+        started: float,
+    ) -> None:
+        self.settings = settings
+        self.tools = tools
+        self.access = access
+        self.audit_log = audit
+        self.approvals = approvals
+        self.workspace = workspace
+        self.http_client = http_client
+        self.metrics = metrics
+        self.limiter = limiter
+        self.started = started
+        self._write_lock = threading.Lock()
+
+    def write_audit(self, entry: AuditEntry) -> None:
+        # One writer at a time from this process: threads racing for SQLite's write lock
+        # fall into its busy-handler sleeps (milliseconds each); a mutex hands over at once.
+        with self._write_lock:
+            self.audit_log.write(entry)
+
+    def visible_tools(self, principal: Principal) -> list[tuple[ToolSpec, bool]]:
+        """The tools ``principal`` may call, with whether each needs approval."""
+        granted = self.access.allowed_permissions(principal)
+        return [
+            (spec, granted[tool_permission(name)])
+            for name, spec in self.tools.items()
+            if tool_permission(name) in granted
+        ]
+
+    async def call(
+        self,
+        principal: Principal,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        approval_id: str | None = None,
+        authorization: str | None = None,
+    ) -> CallResult:
+        started = time.perf_counter()
+        spec = self.tools.get(name)
+        label = name if spec else UNKNOWN_TOOL
+        call = _Call(self, principal, label, started)
+        if spec is None:
+            await call.refuse(
+                "not_found",
+                CallError(404, "tool_not_found", f"no tool {name!r}; GET /v1/tools lists them"),
+            )
+        decision = await asyncio.to_thread(self.access.check, principal, tool_permission(name))
+        if not decision.allowed:
+            await call.refuse(
+                "denied",
+                CallError(
+                    403,
+                    "permission_denied",
+                    f"role {principal.role!r} may not use tool {name!r}",
+                ),
+            )
+        try:
+            args = spec.args.model_validate(arguments or {})
+        except ValidationError as exc:
+            message, param = _validation_message(exc)
+            await call.refuse("invalid", CallError(400, "invalid_arguments", message, param=param))
+        call.summary = spec.summarize(args)
+        retry_after = self.limiter.acquire(principal.user_id)
+        if retry_after is not None:
+            await call.refuse(
+                "rate_limited",
+                CallError(
+                    429,
+                    "rate_limited",
+                    f"more than {self.settings.rate_limit_per_minute} tool calls in a minute;"
+                    f" retry in {math.ceil(retry_after)}s",
+                    headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+                ),
+            )
+        if decision.requires_approval:
+            digest = arguments_hash(name, args.model_dump(mode="json"))
+            if not approval_id:
+                return await call.request_approval(name, digest)
+            await call.use_approval(approval_id, name, digest)
+        return await call.execute(spec, args, authorization)
+
+
+class _Call:
+    """One call's audit and metrics bookkeeping: exactly one row, whatever happens."""
+
+    def __init__(
+        self, pipeline: ToolPipeline, principal: Principal, label: str, started: float
+    ) -> None:
+        self.p = pipeline
+        self.principal = principal
+        self.label = label
+        self.started = started
+        self.summary: dict[str, Any] = {}
+        self.approval_id: str | None = None
+
+    def _elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    async def _audit(self, outcome: str, status: int, code: str | None = None) -> None:
+        details: dict[str, Any] = {"arguments": self.summary}
+        if code:
+            details["code"] = code
+        if self.approval_id:
+            details["approval_id"] = self.approval_id
+        entry = AuditEntry(
+            action=f"tool:{self.label}",
+            outcome=outcome,
+            user=self.principal.user,
+            user_id=self.principal.user_id,
+            resource=self.label,
+            status=status,
+            duration_ms=self._elapsed_ms(),
+            details=details,
+        )
+        try:
+            await asyncio.to_thread(self.p.write_audit, entry)
+        except AuditWriteError as exc:
+            raise audit_unavailable(exc) from exc
+
+    async def refuse(self, outcome: str, error: CallError) -> Any:
+        self.p.metrics.executions.labels(self.label, outcome).inc()
+        await self._audit(outcome, error.status, error.code)
+        raise error
+
+    async def request_approval(self, name: str, digest: str) -> CallResult:
+        try:
+            approval = await asyncio.to_thread(
+                self.p.approvals.create, self.principal, name, digest, self.summary
+            )
+        except AuditWriteError as exc:
+            raise audit_unavailable(exc) from exc
+        self.approval_id = approval.id
+        self.p.metrics.executions.labels(self.label, "pending").inc()
+        await self._audit("pending", 202, "approval_required")
+        return CallResult(
+            202,
+            {
+                "approval_id": approval.id,
+                "status": approval.status,
+                "expires_at": approval.expires_at,
+                "tool": name,
+                "message": f"tool {name!r} needs approval: an admin runs"
+                f" `ai-suite approvals approve {approval.id}`; then repeat this call"
+                " with the same arguments and this approval_id",
+            },
+        )
+
+    async def use_approval(self, approval_id: str, name: str, digest: str) -> None:
+        self.approval_id = approval_id
+        try:
+            await asyncio.to_thread(
+                self.p.approvals.consume, approval_id, self.principal, name, digest
+            )
+        except ApprovalRefused as exc:
+            await self.refuse("denied", CallError(exc.status, exc.code, exc.message))
+        except AuditWriteError as exc:
+            raise audit_unavailable(exc) from exc
+
+    async def execute(self, spec: ToolSpec, args: Any, authorization: str | None) -> CallResult:
+        ctx = ToolContext(
+            settings=self.p.settings,
+            workspace=self.p.workspace,
+            principal=self.principal,
+            http_client=self.p.http_client,
+            authorization=authorization,
+            service_started=self.p.started,
+        )
+        run_started = time.perf_counter()
+        outcome, status, error = "ok", 200, None
+        result: dict[str, Any] = {}
+        try:
+            result = await asyncio.wait_for(spec.run(ctx, args), self.p.settings.tool_timeout)
+        except TimeoutError:
+            outcome, status = "timeout", 504
+            error = CallError(
+                504,
+                "tool_timeout",
+                f"tool {spec.name!r} did not finish within {self.p.settings.tool_timeout:g}s"
+                " (MCP_TOOL_TIMEOUT)",
+            )
+        except ToolError as exc:
+            outcome, status = "error", exc.status
+            error = CallError(exc.status, exc.code, exc.message)
+        except Exception as exc:
+            log.exception("tool %s failed unexpectedly", spec.name)
+            outcome, status = "error", 500
+            error = CallError(
+                500, "tool_failed", f"tool {spec.name!r} failed: {type(exc).__name__}"
+            )
+        self.p.metrics.duration.labels(spec.name).observe(time.perf_counter() - run_started)
+        self.p.metrics.executions.labels(spec.name, outcome).inc()
+        await self._audit(outcome, status, error.code if error else None)
+        if error is not None:
+            raise error
+        return CallResult(
+            200, {"tool": spec.name, "result": result, "duration_ms": self._elapsed_ms()}
+        )
+
+
+def audit_unavailable(exc: AuditWriteError) -> CallError:
+    return CallError(
+        503,
+        "audit_unavailable",
+        f"{exc}. Check that the data directory is writable and the disk is not full.",
+    )

@@ -1,0 +1,80 @@
+"""What a tool is: a name, a JSON-schema'd argument model and an async function."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from services.mcp.sandbox import SandboxError, Workspace
+from services.mcp.settings import McpSettings
+from services.security.policy import TOOL_SENSITIVITY, Sensitivity
+from services.security.rbac import Principal
+
+
+class ToolError(Exception):
+    """A tool could not do what was asked; ``status``/``code`` become the HTTP error."""
+
+    def __init__(self, message: str, *, code: str = "tool_error", status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+    @classmethod
+    def from_sandbox(cls, exc: SandboxError) -> ToolError:
+        return cls(exc.message, code=exc.code, status=exc.status)
+
+
+class ToolArgs(BaseModel):
+    """Base of every tool's arguments: unknown fields are mistakes, not extras."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may use; built per call by the pipeline."""
+
+    settings: McpSettings
+    workspace: Workspace
+    principal: Principal
+    http_client: httpx.AsyncClient
+    authorization: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    service_started: float = 0.0
+
+
+ToolFn = Callable[[ToolContext, Any], Awaitable[dict[str, Any]]]
+Summarizer = Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    args: type[ToolArgs]
+    run: ToolFn
+    summarize: Summarizer
+
+    @property
+    def sensitivity(self) -> Sensitivity:
+        # The one table lives in services/security/policy.py; a tool missing there fails loudly.
+        return TOOL_SENSITIVITY[self.name]
+
+    def input_schema(self) -> dict[str, Any]:
+        return copy.deepcopy(_schema_of(self.args))
+
+
+@functools.cache
+def _schema_of(model: type[ToolArgs]) -> dict[str, Any]:
+    # Generating a JSON schema takes milliseconds; the models never change at runtime.
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    return schema

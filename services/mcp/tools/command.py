@@ -1,0 +1,109 @@
+"""``run_command``: an allowlisted program with an argv list, never a shell."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from services.mcp.process import CLEAN_PATH, clean_env, run_process
+from services.mcp.sandbox import SandboxError
+from services.mcp.tools.base import ToolArgs, ToolContext, ToolError, ToolSpec
+
+MAX_ARGS = 256
+MAX_ARG_CHARS = 8192
+
+
+class RunCommandArgs(ToolArgs):
+    argv: list[str] = Field(
+        min_length=1,
+        max_length=MAX_ARGS,
+        description='Program and arguments as a list, e.g. ["pytest", "-q"]. No shell: '
+        "pipes, redirections and ';' are passed to the program as plain text.",
+    )
+    cwd: str = Field(
+        default=".", max_length=4096, description="Working directory inside the workspace."
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, description="Seconds; at most MCP_COMMAND_TIMEOUT."
+    )
+
+    @field_validator("argv")
+    @classmethod
+    def _plain_strings(cls, argv: list[str]) -> list[str]:
+        for arg in argv:
+            if "\x00" in arg:
+                raise ValueError("arguments cannot contain NUL bytes")
+            if len(arg) > MAX_ARG_CHARS:
+                raise ValueError(f"each argument is limited to {MAX_ARG_CHARS} characters")
+        if not argv[0]:
+            raise ValueError("argv[0] (the program) is empty")
+        return argv
+
+
+def resolve_executable(program: str, allowlist: frozenset[str]) -> str:
+    """The absolute path of an allowlisted program, found on a clean PATH only."""
+    name = os.path.basename(program)
+    if name not in allowlist:
+        raise ToolError(
+            f"{name!r} is not an allowed command; allowed: {', '.join(sorted(allowlist))}"
+            " (MCP_COMMAND_ALLOWLIST)",
+            code="command_not_allowed",
+            status=403,
+        )
+    found = shutil.which(name, path=CLEAN_PATH)
+    if found is None:
+        raise ToolError(
+            f"{name!r} is allowed but not installed on {CLEAN_PATH}", code="command_not_found"
+        )
+    # A path given by the caller must be the very program the allowlist resolves to,
+    # so "/tmp/evil/ls" is not accepted for "ls".
+    if "/" in program and os.path.realpath(program) != os.path.realpath(found):
+        raise ToolError(
+            f"{program!r} is not the allowlisted {name!r} ({found}); pass just {name!r}",
+            code="command_not_allowed",
+            status=403,
+        )
+    return found
+
+
+async def run_command(ctx: ToolContext, args: RunCommandArgs) -> dict[str, Any]:
+    executable = resolve_executable(args.argv[0], ctx.settings.command_allowlist)
+    limit = ctx.settings.command_timeout
+    timeout = min(args.timeout or limit, limit)
+    try:
+        location = ctx.workspace.locate(args.cwd)
+        with ctx.workspace.open_dir(location) as cwd_fd:
+            result = await run_process(
+                [executable, *args.argv[1:]],
+                cwd_fd=cwd_fd,
+                env=clean_env(location.root),
+                time_limit=timeout,
+                max_output=ctx.settings.max_output_bytes,
+            )
+    except SandboxError as exc:
+        raise ToolError.from_sandbox(exc) from None
+    except OSError as exc:
+        raise ToolError(f"could not start {args.argv[0]!r}: {exc.strerror}") from None
+    if result.timed_out:
+        raise ToolError(
+            f"{args.argv[0]!r} did not finish within {timeout:g}s and was killed"
+            " (with every process it started)",
+            code="command_timeout",
+            status=504,
+        )
+    return {"argv": args.argv, "cwd": location.display, **result.as_dict()}
+
+
+TOOLS = (
+    ToolSpec(
+        "run_command",
+        "Run an allowlisted program with an argv list (no shell) in the workspace. "
+        "Needs approval.",
+        RunCommandArgs,
+        run_command,
+        lambda a: {"program": os.path.basename(a.argv[0]), "argc": len(a.argv), "cwd": a.cwd},
+    ),
+)

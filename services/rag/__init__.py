@@ -1,0 +1,1 @@
+"""The RAG service: collections of chunked documents in Qdrant, queried by embedding."""

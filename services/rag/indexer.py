@@ -1,0 +1,191 @@
+"""Indexing: documents from a request body or from files under the documents root.
+
+A document is chunked, embedded and handed to the store, which replaces exactly
+that document's previous chunks. Files are taken only from ``RAG_DOCUMENTS_DIR``:
+every path, including the targets of symbolic links found while walking a
+directory, must resolve inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from services.core.errors import ApiError
+from services.rag.chunking import chunk_text
+from services.rag.embeddings import Embedder
+from services.rag.metrics import RagMetrics
+from services.rag.store import VectorStore
+
+FILE_SUFFIXES = (".md", ".txt")
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    source: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    document_id: str
+    chunks_indexed: int
+    chunks_removed: int
+
+
+def _too_large(document_id: str, size: int, max_bytes: int) -> ApiError:
+    return ApiError(
+        413,
+        f"document {document_id!r} is {size} bytes; the limit is {max_bytes} bytes "
+        "(RAG_MAX_DOCUMENT_BYTES): split it into several documents or raise the limit",
+        code="document_too_large",
+    )
+
+
+def check_size(document_id: str, text: str, max_bytes: int) -> None:
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise _too_large(document_id, size, max_bytes)
+    if not text.strip():
+        raise ApiError(
+            422,
+            f"document {document_id!r} has no text to index; send non-empty text "
+            "(or delete the document instead)",
+            code="empty_document",
+        )
+
+
+def check_count(count: int, max_documents: int) -> None:
+    if count > max_documents:
+        raise ApiError(
+            413,
+            f"{count} documents in one request; the limit is {max_documents} "
+            "(RAG_MAX_DOCUMENTS): send them in several requests",
+            code="too_many_documents",
+        )
+
+
+def _inside(root: Path, path: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def resolve_files(root: Path, requested: list[str], max_documents: int) -> list[Path]:
+    """The .md/.txt files that ``requested`` names (directories recurse), all inside root."""
+    if not root.is_dir():
+        raise ApiError(
+            404,
+            f"the documents directory {root} does not exist; create it and put .md/.txt files "
+            "there, or set RAG_DOCUMENTS_DIR",
+            code="documents_dir_missing",
+        )
+    files: dict[Path, None] = {}
+    for raw in requested:
+        # A NUL byte cannot name a file (and makes resolve() raise): refuse it like an escape.
+        candidate = root if "\x00" in raw else (root / raw).resolve()
+        if not raw.strip() or "\x00" in raw or not _inside(root, candidate):
+            raise ApiError(
+                403,
+                f"path {raw!r} is outside the documents directory (RAG_DOCUMENTS_DIR); give "
+                "paths relative to it",
+                code="path_outside_root",
+                param="paths",
+            )
+        if candidate.is_dir():
+            for path in sorted(candidate.rglob("*")):
+                if path.suffix.lower() not in FILE_SUFFIXES or not path.is_file():
+                    continue
+                target = path.resolve()
+                if not _inside(root, target):
+                    raise ApiError(
+                        403,
+                        f"{path.relative_to(root)} links outside the documents directory; "
+                        "remove the link or index the other files by name",
+                        code="path_outside_root",
+                        param="paths",
+                    )
+                files[target] = None
+        elif candidate.is_file():
+            if candidate.suffix.lower() not in FILE_SUFFIXES:
+                raise ApiError(
+                    422,
+                    f"{raw!r} is not a .md or .txt file; only those are indexed",
+                    code="unsupported_file_type",
+                    param="paths",
+                )
+            files[candidate] = None
+        else:
+            raise ApiError(
+                404, f"{raw!r} does not exist under the documents directory", code="not_found"
+            )
+    check_count(len(files), max_documents)
+    return list(files)
+
+
+def read_documents(root: Path, paths: list[Path], max_bytes: int) -> list[Document]:
+    documents = []
+    for path in paths:
+        relative = path.relative_to(root).as_posix()
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise _too_large(relative, size, max_bytes)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ApiError(
+                422,
+                f"{relative} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it "
+                "to UTF-8",
+                code="not_utf8",
+            ) from exc
+        check_size(relative, text, max_bytes)
+        metadata = {"path": relative, "type": path.suffix.lower().lstrip(".")}
+        documents.append(Document(id=relative, text=text, source=relative, metadata=metadata))
+    return documents
+
+
+class Indexer:
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        metrics: RagMetrics,
+        *,
+        chunk_size: int,
+        chunk_overlap: int,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._metrics = metrics
+        self._chunk_size = chunk_size
+        self._chunk_overlap = chunk_overlap
+
+    async def ensure_collection(self, name: str) -> bool:
+        dimension = await self._embedder.dimension()
+        return await run_in_threadpool(
+            self._store.create, name, embedder=self._embedder.identity, dimension=dimension
+        )
+
+    async def index(self, collection: str, documents: list[Document]) -> list[IndexResult]:
+        await self.ensure_collection(collection)
+        results = []
+        for document in documents:
+            chunks = chunk_text(document.text, size=self._chunk_size, overlap=self._chunk_overlap)
+            vectors = await self._metrics.embed(self._embedder, [c.text for c in chunks])
+            indexed, removed = await run_in_threadpool(
+                self._store.replace_document,
+                collection,
+                document.id,
+                chunks,
+                vectors,
+                source=document.source,
+                metadata=document.metadata,
+            )
+            self._metrics.index_chunks.labels("upserted").inc(indexed)
+            self._metrics.index_chunks.labels("removed").inc(removed)
+            results.append(IndexResult(document.id, indexed, removed))
+        return results

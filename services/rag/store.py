@@ -1,0 +1,381 @@
+"""Chunks in Qdrant: embedded local mode on disk, or a Qdrant server, one code path.
+
+Correctness rules (each the opposite of a predecessor bug):
+
+- A chunk's point id is ``uuid5(collection, document id, chunk index)``: indexing
+  the same document again overwrites its own points, never another document's.
+- Re-indexing upserts the new chunks, then deletes this document's points whose
+  ``chunk_index`` is at or beyond the new count, so a shrunken document leaves no
+  stale chunks and nothing is duplicated. Writes are serialised per store.
+- Every change bumps the collection's version, kept in the Qdrant collection's own
+  metadata (so all replicas against one server agree); the query cache keys on it.
+
+Qdrant collections are named ``rag_<name>`` so the service only sees its own
+collections on a shared server. The client is synchronous; the app calls it in a
+worker thread. Local mode allows one process per folder (a file lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from services.rag.chunking import Chunk
+
+PREFIX = "rag_"
+COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_RULE = "1-63 characters: lower-case letters, digits, '_' and '-', starting with a letter/digit"
+_POINT_NAMESPACE = uuid.UUID("8f4b2a52-6a2e-4c1e-9a55-6b3d9c1e7a10")
+_UPSERT_BATCH = 256
+_SCROLL_PAGE = 512
+log = logging.getLogger("ai_suite.rag.store")
+
+
+class StoreError(RuntimeError):
+    """Qdrant failed; ``operation`` is the bounded metric label."""
+
+    def __init__(self, operation: str, message: str) -> None:
+        super().__init__(message)
+        self.operation = operation
+
+
+class CollectionNotFound(LookupError):
+    pass
+
+
+class CollectionExists(RuntimeError):
+    pass
+
+
+class EmbedderMismatch(RuntimeError):
+    """The collection was built with another embedding model or dimension."""
+
+
+OPERATIONS = ("search", "upsert", "delete", "read", "collection")
+
+
+def valid_collection_name(name: str) -> bool:
+    return bool(COLLECTION_NAME.fullmatch(name))
+
+
+def point_id(collection: str, document_id: str, chunk_index: int) -> str:
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{collection}\x00{document_id}\x00{chunk_index}"))
+
+
+@dataclass(frozen=True)
+class CollectionState:
+    name: str
+    points: int
+    version: int
+    embedder: str
+    dimension: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    text: str
+    score: float
+    document_id: str
+    chunk_index: int
+    source: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    document_id: str
+    source: str
+    chunks: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _doc_filter(document_id: str, *, from_index: int = 0) -> models.Filter:
+    must: list[models.Condition] = [
+        models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))
+    ]
+    if from_index:
+        must.append(models.FieldCondition(key="chunk_index", range=models.Range(gte=from_index)))
+    return models.Filter(must=must)
+
+
+def metadata_filter(filters: dict[str, Any] | None) -> models.Filter | None:
+    if not filters:
+        return None
+    return models.Filter(
+        must=[
+            models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
+            for key, value in sorted(filters.items())
+        ]
+    )
+
+
+class VectorStore:
+    def __init__(self, client: QdrantClient, *, local: bool, description: str) -> None:
+        self._client = client
+        self.local = local
+        self.description = description
+        # Local mode is not thread-safe at all; on a server only writes need ordering
+        # (upsert-then-delete and the version bump are one logical operation).
+        self._write_lock = threading.RLock()
+        self._read_lock: threading.RLock | None = self._write_lock if local else None
+        self.on_error: Callable[[str], None] = lambda _operation: None
+
+    @classmethod
+    def open(cls, *, url: str | None, api_key: str | None, path: Path) -> VectorStore:
+        if url:
+            client = QdrantClient(url=url, api_key=api_key, timeout=30)
+            return cls(client, local=False, description=f"Qdrant server {url}")
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=str(path), force_disable_check_same_thread=True)
+        except RuntimeError as exc:
+            raise RuntimeError(
+                f"{exc} Local Qdrant mode allows one process per folder: stop the other RAG "
+                f"service using {path}, or run a Qdrant server and set QDRANT_URL."
+            ) from exc
+        return cls(client, local=True, description=f"local Qdrant in {path}")
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._client.close()
+
+    @contextmanager
+    def _call(self, operation: str, *, write: bool = False) -> Iterator[None]:
+        lock = self._write_lock if write else self._read_lock
+        try:
+            if lock is None:
+                yield
+            else:
+                with lock:
+                    yield
+        except (CollectionNotFound, CollectionExists, EmbedderMismatch):
+            raise
+        except Exception as exc:  # any client/transport failure is a store failure
+            self.on_error(operation)
+            log.warning("qdrant %s failed: %s: %s", operation, type(exc).__name__, exc)
+            raise StoreError(
+                operation, f"vector store ({self.description}) failed during {operation}: {exc}"
+            ) from exc
+
+    # -- collections --------------------------------------------------------------
+
+    def ping(self) -> None:
+        with self._call("collection"):
+            self._client.get_collections()
+
+    def list_collections(self) -> list[CollectionState]:
+        with self._call("collection"):
+            names = sorted(
+                c.name[len(PREFIX) :]
+                for c in self._client.get_collections().collections
+                if c.name.startswith(PREFIX)
+            )
+        states = []
+        for name in names:
+            try:
+                states.append(self.state(name))
+            except CollectionNotFound:  # deleted meanwhile
+                continue
+        return states
+
+    def exists(self, name: str) -> bool:
+        with self._call("collection"):
+            return bool(self._client.collection_exists(PREFIX + name))
+
+    def state(self, name: str) -> CollectionState:
+        with self._call("collection"):
+            if not self._client.collection_exists(PREFIX + name):
+                raise CollectionNotFound(name)
+            info = self._client.get_collection(PREFIX + name)
+        meta = info.config.metadata or {}
+        return CollectionState(
+            name=name,
+            points=int(info.points_count or 0),
+            version=int(meta.get("rag_version", 0)),
+            embedder=str(meta.get("rag_embedder", "")),
+            dimension=int(meta.get("rag_dimension", 0)),
+        )
+
+    def version(self, name: str) -> int:
+        return self.state(name).version
+
+    def create(self, name: str, *, embedder: str, dimension: int) -> bool:
+        """Create the collection; False when it already exists (with a compatible model)."""
+        with self._call("collection", write=True):
+            if self._client.collection_exists(PREFIX + name):
+                self.check_embedder(name, embedder=embedder, dimension=dimension)
+                return False
+            self._client.create_collection(
+                PREFIX + name,
+                vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                metadata={"rag_version": 0, "rag_embedder": embedder, "rag_dimension": dimension},
+            )
+            if not self.local:
+                # Server only: local mode ignores payload indexes (and warns about them).
+                self._client.create_payload_index(
+                    PREFIX + name, "document_id", models.PayloadSchemaType.KEYWORD
+                )
+                self._client.create_payload_index(
+                    PREFIX + name, "chunk_index", models.PayloadSchemaType.INTEGER
+                )
+            return True
+
+    def check_embedder(self, name: str, *, embedder: str, dimension: int) -> None:
+        state = self.state(name)
+        if state.embedder != embedder or state.dimension != dimension:
+            raise EmbedderMismatch(
+                f"collection {name!r} was indexed with embedder {state.embedder!r} "
+                f"({state.dimension} dimensions) but this service uses {embedder!r} "
+                f"({dimension} dimensions); delete and re-index the collection, or set "
+                "RAG_EMBEDDING_BACKEND/RAG_EMBEDDING_MODEL back"
+            )
+
+    def drop(self, name: str) -> bool:
+        with self._call("collection", write=True):
+            if not self._client.collection_exists(PREFIX + name):
+                return False
+            self._client.delete_collection(PREFIX + name)
+            return True
+
+    def _bump(self, name: str) -> int:
+        meta = self._client.get_collection(PREFIX + name).config.metadata or {}
+        version = int(meta.get("rag_version", 0)) + 1
+        self._client.update_collection(PREFIX + name, metadata={"rag_version": version})
+        return version
+
+    # -- documents ----------------------------------------------------------------
+
+    def replace_document(
+        self,
+        name: str,
+        document_id: str,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]],
+        *,
+        source: str,
+        metadata: dict[str, Any],
+    ) -> tuple[int, int]:
+        """Make the document's points exactly ``chunks``; returns (indexed, removed)."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        collection = PREFIX + name
+        points = [
+            models.PointStruct(
+                id=point_id(name, document_id, chunk.index),
+                vector=list(vector),
+                payload={
+                    "document_id": document_id,
+                    "chunk_index": chunk.index,
+                    "chunk_count": len(chunks),
+                    "char_start": chunk.start,
+                    "char_end": chunk.end,
+                    "text": chunk.text,
+                    "source": source,
+                    "metadata": metadata,
+                },
+            )
+            for chunk, vector in zip(chunks, vectors, strict=True)
+        ]
+        with self._write_lock:
+            if not self.exists(name):
+                raise CollectionNotFound(name)
+            with self._call("upsert", write=True):
+                for start in range(0, len(points), _UPSERT_BATCH):
+                    self._client.upsert(
+                        collection, points=points[start : start + _UPSERT_BATCH], wait=True
+                    )
+            removed = self._delete_where(name, _doc_filter(document_id, from_index=len(chunks)))
+            with self._call("collection", write=True):
+                self._bump(name)
+        return len(points), removed
+
+    def delete_document(self, name: str, document_id: str) -> int:
+        with self._write_lock:
+            if not self.exists(name):
+                raise CollectionNotFound(name)
+            removed = self._delete_where(name, _doc_filter(document_id))
+            if removed:
+                with self._call("collection", write=True):
+                    self._bump(name)
+        return removed
+
+    def _delete_where(self, name: str, selector: models.Filter) -> int:
+        with self._call("delete", write=True):
+            count = self._client.count(PREFIX + name, count_filter=selector, exact=True).count
+            if count:
+                self._client.delete(
+                    PREFIX + name, points_selector=models.FilterSelector(filter=selector), wait=True
+                )
+            return int(count)
+
+    def documents(self, name: str) -> list[DocumentSummary]:
+        """One entry per document, read from each document's chunk 0 (which holds the count)."""
+        if not self.exists(name):
+            raise CollectionNotFound(name)
+        first_chunks = models.Filter(
+            must=[models.FieldCondition(key="chunk_index", match=models.MatchValue(value=0))]
+        )
+        summaries: list[DocumentSummary] = []
+        offset: Any = None
+        while True:
+            with self._call("read"):
+                records, offset = self._client.scroll(
+                    PREFIX + name,
+                    scroll_filter=first_chunks,
+                    limit=_SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=["document_id", "source", "metadata", "chunk_count"],
+                    with_vectors=False,
+                )
+            for record in records:
+                payload = record.payload or {}
+                summaries.append(
+                    DocumentSummary(
+                        document_id=str(payload.get("document_id", "")),
+                        source=str(payload.get("source", "")),
+                        chunks=int(payload.get("chunk_count", 0)),
+                        metadata=dict(payload.get("metadata") or {}),
+                    )
+                )
+            if offset is None:
+                break
+        return sorted(summaries, key=lambda s: s.document_id)
+
+    def count(self, name: str) -> int:
+        with self._call("read"):
+            return int(self._client.count(PREFIX + name, exact=True).count)
+
+    def search(
+        self, name: str, vector: Sequence[float], *, top_k: int, filters: dict[str, Any] | None
+    ) -> list[Hit]:
+        with self._call("search"):
+            response = self._client.query_points(
+                PREFIX + name,
+                query=list(vector),
+                limit=top_k,
+                query_filter=metadata_filter(filters),
+                with_payload=True,
+            )
+        hits = []
+        for point in response.points:
+            payload = point.payload or {}
+            hits.append(
+                Hit(
+                    text=str(payload.get("text", "")),
+                    score=float(point.score),
+                    document_id=str(payload.get("document_id", "")),
+                    chunk_index=int(payload.get("chunk_index", 0)),
+                    source=str(payload.get("source", "")),
+                    metadata=dict(payload.get("metadata") or {}),
+                )
+            )
+        return hits

@@ -1,0 +1,49 @@
+"""MCP settings from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from services.mcp.ratelimit import RateLimiter
+from services.mcp.settings import DEFAULT_ALLOWLIST, McpSettings, split_list
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = McpSettings(data_dir=tmp_path)
+    assert settings.workspace_roots == [tmp_path.resolve() / "workspace"]
+    assert settings.command_allowlist == frozenset(DEFAULT_ALLOWLIST)
+    assert settings.rag_url == f"http://127.0.0.1:{settings.rag_port}"
+    assert settings.port == settings.mcp_port
+    assert settings.allow_self_approval is False
+
+
+def test_environment(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MCP_WORKSPACE_ROOTS", f"{tmp_path}/a,{tmp_path}/b{os.pathsep}{tmp_path}/c")
+    monkeypatch.setenv("MCP_COMMAND_ALLOWLIST", "ls, echo")
+    monkeypatch.setenv("MCP_ALLOW_SELF_APPROVAL", "true")
+    monkeypatch.setenv("RAG_URL", "http://rag:8002/")
+    monkeypatch.setenv("MCP_RATE_LIMIT_PER_MINUTE", "7")
+    settings = McpSettings(data_dir=tmp_path)
+    assert [p.name for p in settings.workspace_roots] == ["a", "b", "c"]
+    assert settings.command_allowlist == {"ls", "echo"}
+    assert settings.allow_self_approval is True
+    assert settings.rag_url == "http://rag:8002"
+    assert settings.rate_limit_per_minute == 7
+
+
+def test_split_list_accepts_lists() -> None:
+    assert split_list(["a", " ", "b"]) == ["a", "b"]
+    assert split_list(None) == []
+    assert McpSettings(command_allowlist=["ls", "cat"]).command_allowlist == {"ls", "cat"}
+
+
+def test_rate_limiter_window() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    assert limiter.acquire(1) is None
+    assert limiter.acquire(1) is None
+    assert limiter.acquire(1) == 60.0
+    assert limiter.acquire(2) is None
+    now[0] = 60.5
+    assert limiter.acquire(1) is None

@@ -1,0 +1,148 @@
+"""Embedding backends: hash (deterministic), openai-compatible (batched), optional ST."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.rag.embeddings import (
+    Embedder,
+    EmbeddingError,
+    HashEmbedder,
+    OpenAIEmbedder,
+    build_embedder,
+)
+from services.rag.embeddings.hashing import hash_embedding
+from services.rag.embeddings.sentence_transformer import (
+    SentenceTransformerEmbedder,
+    packaged_model_dir,
+)
+from services.rag.settings import RagSettings
+
+EMBED_URL = "http://embed.test/v1"
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=100, deadline=None)
+def test_hash_vectors_are_unit_length_and_deterministic(text: str) -> None:
+    vector = hash_embedding(text, 64)
+    assert len(vector) == 64
+    assert math.isclose(math.sqrt(sum(v * v for v in vector)), 1.0, rel_tol=1e-9)
+    assert vector == hash_embedding(text, 64)
+
+
+def test_hash_similarity_follows_shared_words_in_both_languages() -> None:
+    def sim(a: str, b: str) -> float:
+        return cosine(hash_embedding(a, 1024), hash_embedding(b, 1024))
+
+    assert sim("run the tests", "How do I run tests?") > sim("run the tests", "bake bread")
+    assert sim("문서를 색인합니다", "문서는 어디에") > sim("문서를 색인합니다", "김치 양념")
+    assert sim("how do I", "how do I") == pytest.approx(1.0)  # stop words only: not zero
+
+
+async def test_hash_embedder_implements_the_protocol() -> None:
+    embedder = HashEmbedder(32)
+    assert isinstance(embedder, Embedder)
+    assert embedder.identity == "hash-v1/32"
+    assert await embedder.dimension() == 32
+    vectors = await embedder.embed(["a", "b"])
+    assert len(vectors) == 2
+    await embedder.aclose()
+
+
+@respx.mock
+async def test_openai_backend_batches_and_keeps_input_order() -> None:
+    calls: list[list[str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        calls.append(body["input"])
+        assert body["model"] == "nomic"
+        assert request.headers["authorization"] == "Bearer sk-local"
+        data = [
+            {"index": i, "embedding": [float(len(text)), 1.0]}
+            for i, text in enumerate(body["input"])
+        ]
+        return httpx.Response(200, json={"data": list(reversed(data))})
+
+    respx.post(f"{EMBED_URL}/embeddings").mock(side_effect=answer)
+    async with httpx.AsyncClient() as client:
+        embedder = OpenAIEmbedder(
+            client, EMBED_URL, model="nomic", api_key="sk-local", batch_size=2
+        )
+        vectors = await embedder.embed(["a", "bb", "ccc", "dddd", "eeeee"])
+        assert [v[0] for v in vectors] == [1.0, 2.0, 3.0, 4.0, 5.0]
+        assert calls == [["a", "bb"], ["ccc", "dddd"], ["eeeee"]]
+        assert await embedder.dimension() == 2
+        assert embedder.identity == "openai/nomic"
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (httpx.Response(500, text="boom"), "answered 500"),
+        (httpx.Response(200, json={"nope": []}), "not an OpenAI embeddings response"),
+        (httpx.Response(200, json={"data": []}), "returned 0 vectors for 1 inputs"),
+    ],
+)
+@respx.mock
+async def test_openai_backend_errors_are_clear(response: httpx.Response, message: str) -> None:
+    respx.post(f"{EMBED_URL}/embeddings").mock(return_value=response)
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(EmbeddingError, match=message):
+            await OpenAIEmbedder(client, EMBED_URL, model=None).embed(["x"])
+
+
+@respx.mock
+async def test_openai_backend_unreachable() -> None:
+    respx.post(f"{EMBED_URL}/embeddings").mock(side_effect=httpx.ConnectError("refused"))
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(EmbeddingError, match=r"unreachable.*RAG_EMBEDDING_URL"):
+            await OpenAIEmbedder(client, EMBED_URL, model=None).embed(["x"])
+
+
+def test_sentence_transformers_without_the_extra_says_how_to_install(tmp_path: Path) -> None:
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        pytest.skip("sentence-transformers is installed here; the missing-extra error cannot occur")
+    with pytest.raises(EmbeddingError, match="uv sync --extra st"):
+        SentenceTransformerEmbedder(tmp_path)
+    with pytest.raises(EmbeddingError, match="not a directory"):
+        SentenceTransformerEmbedder(tmp_path / "missing")
+
+
+def test_packaged_model_lookup_names_the_package() -> None:
+    with pytest.raises(EmbeddingError, match="no-such-model-package"):
+        packaged_model_dir("no-such-model-package")
+    with pytest.raises(EmbeddingError, match="no model directory"):
+        packaged_model_dir("pyyaml")  # installed, but carries no model
+
+
+async def test_factory_picks_the_configured_backend(tmp_path: Path) -> None:
+    async with httpx.AsyncClient() as client:
+        base = {"data_dir": tmp_path}
+        assert isinstance(build_embedder(RagSettings(**base), client), HashEmbedder)
+        openai = build_embedder(
+            RagSettings(**base, embedding_backend="openai", embedding_url=EMBED_URL), client
+        )
+        assert isinstance(openai, OpenAIEmbedder)
+        with pytest.raises(EmbeddingError):
+            build_embedder(
+                RagSettings(
+                    **base,
+                    embedding_backend="sentence-transformers",
+                    embedding_model=str(tmp_path / "nowhere"),
+                ),
+                client,
+            )

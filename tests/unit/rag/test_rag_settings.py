@@ -1,0 +1,48 @@
+"""RAG settings: defaults, derived paths, and refused combinations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.rag.settings import RagSettings
+
+
+def test_defaults_live_under_the_data_dir(tmp_path: Path) -> None:
+    settings = RagSettings(data_dir=tmp_path, gateway_port=9100)
+    assert settings.documents_root == tmp_path.resolve() / "documents"
+    assert settings.qdrant_path == tmp_path.resolve() / "qdrant"
+    assert settings.resolved_gateway_url == "http://127.0.0.1:9100"
+    assert settings.embedding_backend == "hash"
+    assert (settings.chunk_size, settings.chunk_overlap) == (512, 100)
+    assert settings.port == settings.rag_port == 8002
+
+
+def test_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RAG_DOCUMENTS_DIR", str(tmp_path / "docs"))
+    monkeypatch.setenv("RAG_CHUNK_SIZE", "256")
+    monkeypatch.setenv("RAG_CHUNK_OVERLAP", "32")
+    monkeypatch.setenv("GATEWAY_URL", "http://gw:8000/")
+    monkeypatch.setenv("QDRANT_URL", "http://qdrant:6333")
+    settings = RagSettings(data_dir=tmp_path)
+    assert settings.documents_root == (tmp_path / "docs").resolve()
+    assert (settings.chunk_size, settings.chunk_overlap) == (256, 32)
+    assert settings.resolved_gateway_url == "http://gw:8000"
+    assert settings.qdrant_url == "http://qdrant:6333"
+
+
+def test_overlap_must_be_smaller_than_size(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="RAG_CHUNK_OVERLAP"):
+        RagSettings(data_dir=tmp_path, chunk_size=100, chunk_overlap=100)
+
+
+def test_openai_backend_needs_a_url(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="RAG_EMBEDDING_URL"):
+        RagSettings(data_dir=tmp_path, embedding_backend="openai")
+
+
+def test_unknown_backend_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        RagSettings(data_dir=tmp_path, embedding_backend="word2vec")
