@@ -17,6 +17,7 @@ import click
 import httpx
 from filelock import FileLock, Timeout
 
+from services.cli.alerts import alerts
 from services.cli.approvals import approvals
 from services.cli.platform import platform_services
 from services.cli.supervisor import ServiceFailed, Supervisor
@@ -289,6 +290,7 @@ def up(timeout: float) -> None:
 
 
 cli.add_command(approvals)
+cli.add_command(alerts)
 
 
 def main() -> None:

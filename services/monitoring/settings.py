@@ -1,0 +1,140 @@
+"""Settings of the monitoring pieces the platform runs itself: the alert listener and the
+notification channels rendered into Alertmanager's configuration.
+
+Alertmanager 0.25 does not expand environment variables in its configuration file, so these
+values are read here and written into a rendered copy (services/monitoring/config.py).
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+
+from services.core.settings import CoreSettings
+from services.monitoring.durations import parse_duration
+
+DEFAULT_LISTEN_PORT = 9095
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class MonitoringSettings(CoreSettings):
+    alerts_listen_port: int = Field(
+        default=DEFAULT_LISTEN_PORT,
+        ge=0,
+        le=65535,
+        validation_alias=_env("ALERTS_LISTEN_PORT", "alerts_listen_port"),
+        description="Port of `ai-suite alerts listen` (the default webhook receiver).",
+    )
+    alerts_webhook_url: str | None = Field(
+        default=None,
+        validation_alias=_env("ALERTS_WEBHOOK_URL", "alerts_webhook_url"),
+        description="Where Alertmanager posts every alert; default the local listener.",
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, validation_alias=_env("ALERTS_SLACK_WEBHOOK_URL", "slack_webhook_url")
+    )
+    slack_channel: str | None = Field(
+        default=None, validation_alias=_env("ALERTS_SLACK_CHANNEL", "slack_channel")
+    )
+    email_to: str | None = Field(default=None, validation_alias=_env("ALERTS_EMAIL_TO", "email_to"))
+    email_from: str | None = Field(
+        default=None, validation_alias=_env("ALERTS_EMAIL_FROM", "email_from")
+    )
+    smtp_smarthost: str | None = Field(
+        default=None, validation_alias=_env("ALERTS_SMTP_SMARTHOST", "smtp_smarthost")
+    )
+    smtp_username: str | None = Field(
+        default=None, validation_alias=_env("ALERTS_SMTP_USERNAME", "smtp_username")
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None, validation_alias=_env("ALERTS_SMTP_PASSWORD", "smtp_password")
+    )
+    smtp_require_tls: bool = Field(
+        default=True, validation_alias=_env("ALERTS_SMTP_REQUIRE_TLS", "smtp_require_tls")
+    )
+
+    # Test knobs (e2e fault injection): shorten the real rules and routes, never copy them.
+    for_limit: str | None = Field(
+        default=None,
+        validation_alias=_env("MONITORING_FOR_LIMIT", "for_limit"),
+        description="Cap every alert's `for` (e.g. 5s).",
+    )
+    scrape_interval: str | None = Field(
+        default=None, validation_alias=_env("MONITORING_SCRAPE_INTERVAL", "scrape_interval")
+    )
+    evaluation_interval: str | None = Field(
+        default=None,
+        validation_alias=_env("MONITORING_EVALUATION_INTERVAL", "evaluation_interval"),
+    )
+    group_wait: str | None = Field(
+        default=None, validation_alias=_env("ALERTMANAGER_GROUP_WAIT", "group_wait")
+    )
+    group_interval: str | None = Field(
+        default=None, validation_alias=_env("ALERTMANAGER_GROUP_INTERVAL", "group_interval")
+    )
+    repeat_interval: str | None = Field(
+        default=None, validation_alias=_env("ALERTMANAGER_REPEAT_INTERVAL", "repeat_interval")
+    )
+
+    @field_validator(
+        "for_limit",
+        "scrape_interval",
+        "evaluation_interval",
+        "group_wait",
+        "group_interval",
+        "repeat_interval",
+    )
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("alerts_webhook_url", "slack_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | SecretStr | None) -> str | SecretStr | None:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is not None and not raw.startswith(("http://", "https://")):
+            # Never echo the value: a Slack webhook URL is a credential.
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _email_complete(self) -> MonitoringSettings:
+        email = {
+            "ALERTS_EMAIL_TO": self.email_to,
+            "ALERTS_EMAIL_FROM": self.email_from,
+            "ALERTS_SMTP_SMARTHOST": self.smtp_smarthost,
+        }
+        given = [name for name, value in email.items() if value]
+        if given and len(given) != len(email):
+            missing = ", ".join(name for name, value in email.items() if not value)
+            raise ValueError(f"e-mail alerts need {', '.join(email)}; missing: {missing}")
+        if self.smtp_smarthost and ":" not in self.smtp_smarthost:
+            raise ValueError("ALERTS_SMTP_SMARTHOST must be host:port, e.g. smtp.example.org:587")
+        return self
+
+    @property
+    def listener_url(self) -> str:
+        """The webhook URL Alertmanager posts to."""
+        return self.alerts_webhook_url or (f"http://{self.host}:{self.alerts_listen_port}/alerts")
+
+    @property
+    def route_timings(self) -> dict[str, str]:
+        """The Alertmanager route timings set in the environment (tests)."""
+        timings = {
+            "group_wait": self.group_wait,
+            "group_interval": self.group_interval,
+            "repeat_interval": self.repeat_interval,
+        }
+        return {key: value for key, value in timings.items() if value}
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.email_to)
+
+    @property
+    def monitoring_dir(self) -> str:
+        return str(self.data_dir / "monitoring")

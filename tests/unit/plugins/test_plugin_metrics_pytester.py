@@ -1,0 +1,128 @@
+"""The metrics plugin as a user meets it: the fixture, failure output, contract, coverage."""
+
+from __future__ import annotations
+
+import pytest
+
+CONTRACT = """
+metrics:
+  shop_orders_total:
+    type: counter
+    labels:
+      status: [ok, failed]
+  shop_basket_size:
+    type: gauge
+"""
+
+APP = """
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+def make():
+    registry = CollectorRegistry()
+    orders = Counter("shop_orders_total", "Orders.", ["status"], registry=registry)
+    basket = Gauge("shop_basket_size", "Items in the basket.", registry=registry)
+    return registry, orders, basket
+"""
+
+
+def test_fixture_assertions_and_nearest_series_on_failure(
+    lone_pytester: pytest.Pytester, metrics_args: list[str]
+) -> None:
+    lone_pytester.makepyfile(shop_inner=APP)
+    lone_pytester.makepyfile(test_inner="""
+        from shop_inner import make
+
+        def test_passes(metrics):
+            registry, orders, basket = make()
+            shop = metrics.watch(registry)
+            orders.labels("ok").inc()
+            shop.assert_counter_delta("shop_orders_total", {"status": "ok"}, delta=1)
+            basket.set(3)
+            shop.assert_gauge("shop_basket_size", value=3)
+
+        def test_fails_with_nearest(metrics):
+            registry, orders, basket = make()
+            shop = metrics.watch(registry)
+            orders.labels("failed").inc(2)
+            shop.assert_counter_delta("shop_orders_total", {"status": "ok"}, delta=1)
+        """)
+    result = lone_pytester.runpytest(*metrics_args)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*expected shop_orders_total{'status': 'ok'} to grow by 1, it grew by 0",
+            "*nearest series:",
+            '*shop_orders_total{status="failed"} = 2 (before: absent)',
+        ]
+    )
+    # __tracebackhide__: the report points at the test, not into the plugin
+    assert "assertions.py" not in result.stdout.str()
+
+
+def test_contract_and_coverage_floor(
+    lone_pytester: pytest.Pytester, metrics_args: list[str]
+) -> None:
+    lone_pytester.makefile(".yaml", contract_inner=CONTRACT)
+    lone_pytester.makeini("[pytest]\nmetrics_contract = contract_inner.yaml\n")
+    lone_pytester.makepyfile(shop_inner=APP)
+    lone_pytester.makepyfile(test_inner="""
+        from shop_inner import make
+
+        def test_orders(metrics, metrics_contract):
+            registry, orders, basket = make()
+            shop = metrics.watch(registry, service="shop")
+            shop.assert_contract()
+            orders.labels("ok").inc()
+        """)
+    passing = lone_pytester.runpytest(*metrics_args, "--metrics-coverage-min=50")
+    passing.assert_outcomes(passed=1)
+    assert passing.ret == 0
+    passing.stdout.fnmatch_lines(
+        [
+            "*metrics coverage (shop): 1/2 contract metrics exercised (50.0%)",
+            "*not exercised: shop_basket_size",
+            "*shop_orders_total: label values never exercised: status=failed",
+        ]
+    )
+    failing = lone_pytester.runpytest(*metrics_args, "--metrics-coverage-min=75")
+    failing.assert_outcomes(passed=1)
+    assert failing.ret == pytest.ExitCode.TESTS_FAILED
+    failing.stdout.fnmatch_lines(["*FAIL: metrics coverage 50.0% is below the floor of 75%*"])
+
+
+def test_contract_violation_report(lone_pytester: pytest.Pytester, metrics_args: list[str]) -> None:
+    lone_pytester.makefile(".yaml", contract_inner=CONTRACT)
+    lone_pytester.makepyfile(test_inner="""
+        from prometheus_client import CollectorRegistry, Counter
+
+        def test_contract(metrics):
+            registry = CollectorRegistry()
+            Counter("shop_orders_total", "Orders.", ["state"], registry=registry).labels("x").inc()
+            Counter("shop_refunds_total", "Refunds.", registry=registry)
+            metrics.watch(registry).assert_contract()
+        """)
+    result = lone_pytester.runpytest(*metrics_args, "--metrics-contract=contract_inner.yaml")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "the exposition breaks the metrics contract (3 problem(s)):" in out
+    assert "[labels] shop_orders_total: labels ['state'], declared ['status']" in out
+    assert "[missing] shop_basket_size: declared gauge, not exposed" in out
+    assert "[undeclared] shop_refunds_total: counter not in " in out
+
+
+def test_inert_without_use_and_clear_errors_without_contract(
+    lone_pytester: pytest.Pytester, metrics_args: list[str]
+) -> None:
+    lone_pytester.makepyfile(test_inner="""
+        def test_plain():
+            pass
+
+        def test_wants_contract(metrics_contract):
+            pass
+        """)
+    result = lone_pytester.runpytest(*metrics_args)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*no metrics contract configured*"])
+    assert "metrics coverage" not in result.stdout.str()
+    bad = lone_pytester.runpytest(*metrics_args, "--metrics-coverage-min=120")
+    bad.stderr.fnmatch_lines(["*--metrics-coverage-min must be 0-100, got 120*"])
