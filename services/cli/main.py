@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
-from services.cli.platform import platform_services
+from services.cli.platform import monitoring_installed, monitoring_services, platform_services
 from services.cli.supervisor import ServiceFailed, Supervisor
 from services.core.settings import CoreSettings
 from services.security.db import Database
@@ -157,10 +157,10 @@ def keys_revoke(key_id_or_prefix: str) -> None:
 # --- status -----------------------------------------------------------------
 
 
-def _probe(url: str) -> tuple[str, str]:
+def _probe(url: str, ready_path: str = "/ready") -> tuple[str, str]:
     try:
         # trust_env=False: never send probes of loopback services through HTTP_PROXY.
-        response = httpx.get(url + "/ready", timeout=2.0, trust_env=False)
+        response = httpx.get(url + ready_path, timeout=2.0, trust_env=False)
     except httpx.HTTPError as exc:
         return "down", type(exc).__name__
     if response.status_code == 200:
@@ -183,10 +183,16 @@ def status() -> None:
     settings = _settings()
     rows = []
     healthy = True
-    for spec in platform_services(settings):
-        state, detail = _probe(spec.url)
+    probes = [(spec.name, spec.url, spec.ready_path) for spec in platform_services(settings)]
+    if monitoring_installed():
+        probes += [
+            ("prometheus", settings.service_url(settings.prometheus_port), "/-/ready"),
+            ("alertmanager", settings.service_url(settings.alertmanager_port), "/-/ready"),
+        ]
+    for name, url, ready_path in probes:
+        state, detail = _probe(url, ready_path)
         healthy &= state == "ready"
-        rows.append([spec.name, spec.url, state, detail])
+        rows.append([name, url, state, detail])
     click.echo(_table(rows, ["SERVICE", "URL", "STATE", "DETAIL"]))
     if not healthy:
         sys.exit(1)
@@ -246,7 +252,11 @@ def up(timeout: float) -> None:
         # Start everything at once (imports dominate start-up), then wait for each.
         started = time.monotonic()
         runs = []
-        for spec in platform_services(settings):
+        specs = platform_services(settings)
+        monitoring, missing = monitoring_services(settings)
+        if missing:
+            _err(f"warning: running without Prometheus and Alertmanager: {missing}")
+        for spec in [*specs, *monitoring]:
             spec = replace(spec, start_timeout=timeout)
             _err(f"starting {spec.name} on {spec.url} …")
             runs.append(supervisor.start(spec))

@@ -49,3 +49,40 @@ def platform_services(settings: CoreSettings) -> list[ServiceSpec]:
             env=env,
         ),
     ]
+
+
+def monitoring_services(settings: CoreSettings) -> tuple[list[ServiceSpec], str | None]:
+    """Prometheus and Alertmanager with the platform's rendered configuration.
+
+    Returns the specs, or none and the reason when a binary is missing: the
+    platform runs without monitoring rather than not at all.
+    """
+    from services.monitoring.config import render_monitoring
+    from services.monitoring.processes import MissingBinary, alertmanager_spec, prometheus_spec
+    from services.monitoring.settings import MonitoringSettings
+
+    monitoring = MonitoringSettings()
+    try:
+        rendered = render_monitoring(settings.data_dir / "monitoring" / "config", monitoring)
+        return [
+            prometheus_spec(monitoring, rendered),
+            alertmanager_spec(monitoring, rendered),
+        ], None
+    except MissingBinary as exc:
+        return [], str(exc)
+
+
+def monitoring_installed() -> bool:
+    from services.monitoring.processes import (
+        ALERTMANAGER_BINARIES,
+        PROMETHEUS_BINARIES,
+        MissingBinary,
+        find_binary,
+    )
+
+    try:
+        find_binary(PROMETHEUS_BINARIES)
+        find_binary(ALERTMANAGER_BINARIES)
+    except MissingBinary:
+        return False
+    return True

@@ -79,7 +79,7 @@ class Platform:
     admin_key: str
     env: dict[str, str]
     cwd: Path
-    urls: dict[str, str]  # service name -> base URL (gateway, mcp, rag)
+    urls: dict[str, str]  # service name -> base URL (gateway, mcp, rag, prometheus, ...)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -95,8 +95,9 @@ class Platform:
 
 def start_platform(cwd: Path, env_extra: dict[str, str]) -> Platform:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AI_SUITE_")}
-    ports = {"gateway": free_port(), "mcp": free_port(), "rag": free_port()}
+    ports = {name: free_port() for name in ("gateway", "mcp", "rag", "prometheus", "alertmanager")}
     env.update({f"{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    env["ALERTS_LISTEN_PORT"] = str(free_port())
     env.update(env_extra)
     port = ports["gateway"]
     cwd.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,23 @@ def gateway_port(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     return port
 
 
+@pytest.fixture(autouse=True)
+def without_monitoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Status rows for Prometheus/Alertmanager appear only where they are installed."""
+    monkeypatch.setattr("services.cli.main.monitoring_installed", lambda: False)
+
+
+def test_status_lists_monitoring_when_installed(
+    run: Run, gateway_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("services.cli.main.monitoring_installed", lambda: True)
+    monkeypatch.setenv("PROMETHEUS_PORT", str(free_port()))
+    result = run("status")
+    assert result.exit_code == 1
+    names = [row.split()[0] for row in result.stdout.splitlines()[1:]]
+    assert names == ["rag", "mcp", "gateway", "prometheus", "alertmanager"]
+
+
 def status_row(result: Result) -> list[str]:
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["SERVICE", "URL", "STATE", "DETAIL"]
