@@ -17,6 +17,8 @@ from services.core.errors import ApiError
 from services.security.audit import AuditEntry, AuditLog, AuditWriteError
 from services.security.rbac import AccessControl, AuthError, Decision, Principal, parse_bearer
 
+AUTH_FAILURE_REASONS = ("missing", "format", "invalid", "revoked", "expired", "disabled")
+
 
 class AuthMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -26,6 +28,8 @@ class AuthMetrics:
             ["reason"],
             registry=registry,
         )
+        for reason in AUTH_FAILURE_REASONS:  # zero series, so that rate() sees the first one
+            self.failures.labels(reason)
 
 
 def _reason_label(message: str) -> str:

@@ -119,6 +119,10 @@ class ApprovalMetrics:
             ["status"],
             registry=registry,
         )
+        # Every status exists from the start at 0, so that increase() in alert
+        # rules sees the first transition after a restart.
+        for status in ("requested", "approved", "rejected", "expired", "cancelled", "executed"):
+            self.transitions.labels(status)
         self.wait = Histogram(
             "approval_wait_seconds",
             "Time from an approval request to its decision (approved or rejected).",

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.security.db import Database
 from services.security.keys import hash_key, looks_like_key
+from services.security.policy import ROLES
 
 _BEARER = re.compile(r"^\s*[Bb][Ee][Aa][Rr][Ee][Rr] +([^\s]+)\s*$")
 
@@ -68,6 +69,9 @@ class AccessControl:
             ["result", "role"],
             registry=registry,
         )
+        for role in ROLES:  # zero series, so that rate() sees the first check
+            for result in ("allowed", "denied"):
+                self.checks.labels(result, role)
         self._lock = threading.Lock()
         self._version: int | None = None
         self._token: str | None = None

@@ -58,7 +58,9 @@ def test_gateway_exposition_matches_the_contract(gateway, metrics) -> None:
     watch.assert_counter_delta("llm_requests_total", {"model": "chat", "status": "200"}, delta=1)
     watch.assert_histogram("llm_request_duration_seconds", {"model": "chat"}, count=1)
     watch.assert_counter_delta("auth_failures_total", {"reason": "missing"}, delta=1)
-    watch.assert_counter_delta("rbac_permission_checks_total", {"result": "allowed"}, delta=2)
+    watch.assert_counter_delta(
+        "rbac_permission_checks_total", {"result": "allowed", "role": "developer"}, delta=2
+    )
     watch.assert_gauge("llm_circuit_breaker_state", value=0, aggregate=True)
 
 
