@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from services.core.app import build_service_app
 from services.core.auth import audit, requires
-from services.core.errors import ApiError, install_error_handlers
+from services.core.errors import ApiError
 from services.core.http import make_async_client
 from services.gateway.forward import Target, add_forwarding
 from services.gateway.registry import ModelRegistry, load_registry
@@ -24,7 +23,7 @@ from services.gateway.selection import classify_prompt
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import LlmMetrics, NoBackendAvailable, UpstreamPool
 from services.security.audit import AuditEntry
-from services.security.bootstrap import install_security, open_security
+from services.security.bootstrap import secure_service_app
 from services.security.db import Database
 from services.security.rbac import Principal
 
@@ -91,11 +90,8 @@ def create_app(
         if owns_db:
             database.close()
 
-    parts = build_service_app(SERVICE, registry=registry, lifespan=lifespan)
+    parts, _ = secure_service_app(SERVICE, database, registry=registry, lifespan=lifespan)
     app = parts.app
-    install_error_handlers(app)
-    security = open_security(database, parts.registry)
-    parts.checks.append(install_security(app, security, parts.registry))
     pool = UpstreamPool(
         models,
         client,

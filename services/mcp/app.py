@@ -13,8 +13,6 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from services.core.app import build_service_app
-from services.core.errors import install_error_handlers
 from services.core.http import make_async_client
 from services.mcp.approvals import ApprovalMetrics, ApprovalStore, ApprovalSweeper
 from services.mcp.pipeline import ToolMetrics, ToolPipeline
@@ -24,7 +22,7 @@ from services.mcp.rest import approvals_router, tools_router
 from services.mcp.sandbox import Workspace
 from services.mcp.settings import McpSettings
 from services.mcp.tools import build_tools
-from services.security.bootstrap import install_security, open_security
+from services.security.bootstrap import secure_service_app
 from services.security.db import Database
 
 SERVICE = "mcp"
@@ -65,11 +63,8 @@ def create_app(
             if owns_db:
                 database.close()
 
-    parts = build_service_app(SERVICE, registry=registry, lifespan=lifespan)
+    parts, security = secure_service_app(SERVICE, database, registry=registry, lifespan=lifespan)
     app = parts.app
-    install_error_handlers(app)
-    security = open_security(database, parts.registry)
-    parts.checks.append(install_security(app, security, parts.registry))
     approvals = ApprovalStore(
         database,
         security.audit,

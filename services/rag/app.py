@@ -14,9 +14,8 @@ from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from services.core.app import build_service_app
 from services.core.auth import audit, requires
-from services.core.errors import ApiError, install_error_handlers
+from services.core.errors import ApiError
 from services.core.health import Check
 from services.core.http import make_async_client
 from services.rag.answer import AnswerUnavailable, generate_answer
@@ -45,7 +44,7 @@ from services.rag.store import (
     valid_collection_name,
 )
 from services.security.audit import AuditEntry
-from services.security.bootstrap import install_security, open_security
+from services.security.bootstrap import secure_service_app
 from services.security.db import Database
 from services.security.rbac import Principal
 
@@ -144,11 +143,8 @@ def create_app(
         if owns_db:
             database.close()
 
-    parts = build_service_app(SERVICE, registry=registry, lifespan=lifespan)
+    parts, _ = secure_service_app(SERVICE, database, registry=registry, lifespan=lifespan)
     app = parts.app
-    install_error_handlers(app)
-    security = open_security(database, parts.registry)
-    parts.checks.append(install_security(app, security, parts.registry))
     metrics = RagMetrics(parts.registry, embeddings.backend)
     vectors.on_error = lambda operation: metrics.vector_errors.labels(operation).inc()
     cache = QueryCache(settings.cache_size, parts.registry)

@@ -8,7 +8,9 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
+from services.core.app import Lifespan, ServiceParts, build_service_app
 from services.core.auth import AuthMetrics
+from services.core.errors import install_error_handlers
 from services.core.health import Check
 from services.security.audit import AuditLog
 from services.security.db import Database
@@ -21,6 +23,22 @@ class Security:
     db: Database
     access: AccessControl
     audit: AuditLog
+
+
+def secure_service_app(
+    service: str,
+    database: Database,
+    *,
+    registry: CollectorRegistry | None = None,
+    lifespan: Lifespan | None = None,
+) -> tuple[ServiceParts, Security]:
+    """The common start of every service's ``create_app``: the core app, OpenAI-shaped
+    errors, the migrated security database on ``app.state`` and its readiness check."""
+    parts = build_service_app(service, registry=registry, lifespan=lifespan)
+    install_error_handlers(parts.app)
+    security = open_security(database, parts.registry)
+    parts.checks.append(install_security(parts.app, security, parts.registry))
+    return parts, security
 
 
 def open_security(db: Database, registry: CollectorRegistry) -> Security:
