@@ -256,3 +256,14 @@ def test_forwarding_to_a_service_that_is_down_is_503(start_gateway, dead_upstrea
     response = httpx.post(f"{base}/v1/rag/query", json={"query": "x"})
     assert response.status_code == 503
     assert "RAG service is not reachable" in response.json()["error"]["message"]
+
+
+def test_identity_headers_are_not_authentication(start_gateway, stub_upstream, keys) -> None:
+    # The predecessor trusted whatever X-User-ID the caller sent.
+    base = start_gateway(inference_url=stub_upstream)
+    keys.create("admin", "admin")
+    response = httpx.get(
+        f"{base}/v1/models", headers={"X-User-ID": "admin", "X-Role": "admin", "X-API-Key": "x"}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
