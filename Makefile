@@ -11,7 +11,7 @@ VENV := .venv
 STAMP := $(VENV)/.synced
 PYTEST_ARGS ?=
 
-.PHONY: help install up test test-unit test-integration test-e2e lint format security system-deps clean
+.PHONY: help install up test test-unit test-integration test-e2e lint format security system-deps clean docker-up docker-down docker-images test-compose
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,22 @@ test-integration: install ## Integration tests only
 
 test-e2e: install ## End-to-end tests only
 	$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+
+docker-up: ## Start a local Docker Engine (installs docker.io with apt as root) and Compose v2
+	docker/dockerd.sh start
+
+docker-down: ## Stop the Docker Engine that docker-up started
+	docker/dockerd.sh stop
+
+docker-images: install ## Build the service image without registry access (docs/docker.md)
+	docker/build-images.sh
+
+# The e2e tests that use the `stack` fixture, on containers. (The others drive
+# `ai-suite up`, which runs local processes by design.)
+COMPOSE_TESTS := tests/e2e/test_stack_platform.py tests/e2e/test_monitoring_e2e.py tests/integration/stack/test_stack_compose.py
+
+test-compose: install docker-images ## Stack e2e tests on containers (needs an engine: make docker-up)
+	$(VENV)/bin/pytest -n 2 --stack-backend=compose $(COMPOSE_TESTS) $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv, caches and coverage data (never the data directory)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* coverage.xml htmlcov

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 
 from pytest_plugins.stack.exclusive import Coordinator
-from pytest_plugins.stack.local import LocalBackend, ServiceStartError
-from pytest_plugins.stack.manager import StackManager
+from pytest_plugins.stack.local import ServiceStartError
+from pytest_plugins.stack.manager import Backend, StackManager
 from pytest_plugins.stack.state import StackState
 
 
@@ -20,10 +20,15 @@ class Stack:
     service restarted by one xdist worker is seen by the others.
     """
 
-    def __init__(self, manager: StackManager, backend: LocalBackend) -> None:
+    def __init__(self, manager: StackManager, backend: Backend) -> None:
         self.manager = manager
         self.backend = backend
         self.coordinator = Coordinator(manager.run_dir / "coordination")
+
+    @property
+    def backend_name(self) -> str:
+        """``local`` or ``compose``."""
+        return self.backend.name
 
     @property
     def services(self) -> list[str]:
@@ -95,6 +100,7 @@ class Stack:
         raise ServiceStartError(f"{name} did not become healthy within {timeout:g}s")
 
     def log_offsets(self) -> dict[str, int]:
+        self.backend.sync_logs()
         offsets = {}
         for name in self.services:
             path = self.log_path(name)
@@ -103,6 +109,7 @@ class Stack:
 
     def logs_since(self, offsets: dict[str, int], max_bytes: int = 20_000) -> dict[str, str]:
         """Each service's log written since ``offsets``; the tail if it is long, marked so."""
+        self.backend.sync_logs()
         out = {}
         for name, offset in offsets.items():
             path = self.log_path(name)

@@ -68,6 +68,9 @@ class LocalBackend:
     def log_path(self, name: str) -> Path:
         return self.run_dir / "logs" / f"{name}.log"
 
+    def sync_logs(self) -> None:
+        """Nothing to do: the processes write their log files themselves."""
+
     def _context(self, service: ServiceSpec) -> dict[str, str]:
         context = {
             "root": str(self.spec.root),

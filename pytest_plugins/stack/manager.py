@@ -19,11 +19,13 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from pytest_plugins.stack.compose import ComposeBackend, project_name
 from pytest_plugins.stack.local import LocalBackend
 from pytest_plugins.stack.spec import StackSpec
 from pytest_plugins.stack.state import StackState, sweep
 
 OWNER_ENV = "PYTEST_STACK_OWNER"  # "pid:create_time" of the run's controller
+Backend = LocalBackend | ComposeBackend
 
 
 class StackManager:
@@ -44,7 +46,7 @@ class StackManager:
         self.state_file = state_dir / f"{spec.name}.json"
         self.run_dir = state_dir / spec.name
         self._reaper: subprocess.Popen[bytes] | None = None
-        self.backend: LocalBackend | None = None
+        self.backend: Backend | None = None
         self._lock = FileLock(str(state_dir / f"{spec.name}.lock"), timeout=lock_timeout)
         state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -57,29 +59,38 @@ class StackManager:
         with self._lock:
             return sweep(self.state_dir, keep_fingerprint=self.fingerprint if self.keep else None)
 
-    def _reusable(self, state: StackState) -> bool:
-        if not state.all_alive() or state.fingerprint != self.fingerprint:
+    def _reusable(self, state: StackState, backend: str) -> bool:
+        if state.backend != backend or state.fingerprint != self.fingerprint:
+            return False
+        if not state.all_alive():
             return False
         if (state.owner_pid, state.owner_create_time) == self.owner:
             return True  # started earlier in this run by another worker
         return self.keep and state.keep
 
-    def acquire(self, only: list[str] | None = None) -> LocalBackend:
-        """The running stack, started if needed; ``only`` limits what a new start includes."""
+    def _make_backend(self, state: StackState) -> Backend:
+        if state.backend == "compose":
+            return ComposeBackend(self.spec, self.run_dir, state, self.state_file)
+        return LocalBackend(self.spec, self.run_dir, state, self.state_file)
+
+    def acquire(self, only: list[str] | None = None, *, backend: str = "local") -> Backend:
+        """The running stack, started if needed; ``only`` limits what a new start includes.
+
+        ``backend`` is ``local`` or ``compose``; a running stack of the other kind is
+        recreated.
+        """
         with self._lock:
             state = StackState.load(self.state_file)
-            if state is not None and self._reusable(state):
+            if state is not None and self._reusable(state, backend):
                 if (state.owner_pid, state.owner_create_time) != self.owner:
                     state.owner_pid, state.owner_create_time = self.owner  # adopt a kept stack
                     state.save(self.state_file)
-                backend = LocalBackend(self.spec, self.run_dir, state, self.state_file)
-                self.backend = backend
-                missing = [
-                    s.name for s in self.spec.start_order(only) if s.name not in state.processes
-                ]
-                if missing:
-                    backend.start_all(only)
-                return backend
+                running = self._make_backend(state)
+                self.backend = running
+                started = state.started()
+                if any(s.name not in started for s in self.spec.start_order(only)):
+                    running.start_all(only)
+                return running
             if state is not None:
                 state.kill_all()  # stale or different configuration: recreate
                 self.state_file.unlink(missing_ok=True)
@@ -88,24 +99,28 @@ class StackManager:
             state = StackState(
                 stack=self.spec.name,
                 fingerprint=self.fingerprint,
-                backend="local",
+                backend=backend,
                 owner_pid=self.owner[0],
                 owner_create_time=self.owner[1],
                 keep=self.keep,
             )
+            if backend == "compose":
+                # Stable for a kept stack (reused by the next run), unique per run otherwise.
+                token = "keep" if self.keep else f"{self.owner[0]}:{self.owner[1]}"
+                state.compose_project = project_name(self.spec, self.state_dir, token)
             state.save(self.state_file)
             if not self.keep:
                 state.reaper_pid = self._start_reaper()
                 state.save(self.state_file)
-            backend = LocalBackend(self.spec, self.run_dir, state, self.state_file)
-            self.backend = backend
+            fresh = self._make_backend(state)
+            self.backend = fresh
             try:
-                backend.start_all(only)
+                fresh.start_all(only)
             except BaseException:
-                backend.stop_all()
+                fresh.stop_all()
                 self.state_file.unlink(missing_ok=True)
                 raise
-            return backend
+            return fresh
 
     def _start_reaper(self) -> int:
         # Kept referenced for the whole run: the reaper must outlive this object.
@@ -125,13 +140,14 @@ class StackManager:
             state = StackState.load(self.state_file)
             if state is None or (state.owner_pid, state.owner_create_time) != self.owner:
                 return False
+            # The backend that started the processes can also reap them.
+            backend = self.backend or self._make_backend(state)
+            backend.state = state
             if artifacts_dir is not None:
+                backend.sync_logs()
                 self._copy_logs(artifacts_dir)
             if state.keep:
                 return False
-            # The backend that started the processes can also reap them.
-            backend = self.backend or LocalBackend(self.spec, self.run_dir, state, self.state_file)
-            backend.state = state
             backend.stop_all()
             self.state_file.unlink(missing_ok=True)
             return True

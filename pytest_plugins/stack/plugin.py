@@ -6,14 +6,13 @@ The engine (spec, local backend, manager, reaper) never imports pytest.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_plugins.stack import compose
 from pytest_plugins.stack.handle import Stack
 from pytest_plugins.stack.local import ServiceStartError
 from pytest_plugins.stack.manager import OWNER_ENV, StackManager, owner_from_env
@@ -24,6 +23,7 @@ BACKENDS = ("auto", "local", "compose")
 _manager_key = pytest.StashKey[StackManager | None]()
 _previous_owner_key = pytest.StashKey[str | None]()
 _offsets_key = pytest.StashKey[dict[str, int]]()
+_choice_key = pytest.StashKey[tuple[str, str | None]]()
 
 
 def _backend(value: str) -> str:
@@ -146,19 +146,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         manager.teardown(_path(config, "stack_artifacts"))
 
 
-def _docker_answers() -> bool:
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    try:
-        return (
-            subprocess.run(  # noqa: S603 - fixed argv
-                [docker, "info"], capture_output=True, timeout=10, check=False
-            ).returncode
-            == 0
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def _choose_backend(config: pytest.Config, manager: StackManager) -> tuple[str, str | None]:
+    """(backend, reason to skip): ``auto`` is compose when it can run here, else local."""
+    if _choice_key in config.stash:
+        return config.stash[_choice_key]
+    wanted = str(_option(config, "stack_backend"))
+    choice: tuple[str, str | None] = ("local", None)
+    if wanted != "local":
+        reason = compose.unavailable_reason(manager.spec)
+        if reason is None:
+            choice = ("compose", None)
+        elif wanted == "compose":
+            choice = ("compose", f"stack backend 'compose' unavailable: {reason}")
+    config.stash[_choice_key] = choice
+    return choice
 
 
 @pytest.fixture(scope="session")
@@ -175,16 +176,11 @@ def stack(request: pytest.FixtureRequest) -> Stack:
     manager = _manager(config)
     if manager is None:
         pytest.skip("no stack file configured: set `stack_file` in the ini or --stack-file")
-    backend = str(_option(config, "stack_backend"))
-    if backend == "compose":
-        reason = (
-            "no Docker engine answers `docker info`"
-            if not _docker_answers()
-            else "the compose backend is not implemented yet"
-        )
-        pytest.skip(f"stack backend 'compose' unavailable: {reason}")
     try:
-        return Stack(manager, manager.acquire())
+        backend, skip_reason = _choose_backend(config, manager)
+        if skip_reason is not None:
+            pytest.skip(skip_reason)
+        return Stack(manager, manager.acquire(backend=backend))
     except ServiceStartError as exc:
         pytest.fail(f"stack {manager.spec.name!r} failed to start: {exc}", pytrace=False)
 

@@ -27,7 +27,10 @@ def watch(state_file: Path, poll: float = POLL_SECONDS) -> int:
         if not state.owner_alive():
             if not state.keep:
                 state.kill_all()
-                state_file.unlink(missing_ok=True)
+                if state.compose_leftover:
+                    state.save(state_file)  # Docker did not answer: the next sweep retries
+                else:
+                    state_file.unlink(missing_ok=True)
             return 0
         time.sleep(poll)
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psutil
 
+from pytest_plugins.stack import docker_cli
+
 
 @dataclass
 class ProcessRecord:
@@ -61,6 +63,12 @@ class StackState:
     reaper_pid: int | None = None
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    # Compose backend: the project (removed with `docker compose -p NAME down`), the
+    # stack services started in it (stack name -> Compose service), and whether a
+    # removal failed (the record is then kept for the next sweep).
+    compose_project: str | None = None
+    compose_services: dict[str, str] = field(default_factory=dict)
+    compose_leftover: bool = False
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,11 +92,24 @@ class StackState:
         except psutil.Error:
             return False
 
+    def started(self) -> set[str]:
+        """Stack services this state says are running."""
+        return set(self.processes) | set(self.compose_services)
+
     def all_alive(self) -> bool:
+        if self.compose_project is not None:
+            services = sorted(set(self.compose_services.values()))
+            return docker_cli.project_running(self.compose_project, services)
         return bool(self.processes) and all(p.alive() for p in self.processes.values())
 
     def kill_all(self) -> list[str]:
         killed = []
+        if self.compose_project is not None:
+            self.compose_leftover = not docker_cli.down_project(self.compose_project)
+            killed.append(
+                f"compose project {self.compose_project}"
+                + (" NOT removed: `docker compose down` failed" if self.compose_leftover else "")
+            )
         for record in self.processes.values():
             if record.alive():
                 record.kill()
@@ -121,5 +142,8 @@ def sweep(state_dir: Path, *, keep_fingerprint: str | None = None) -> list[str]:
         if state.keep and state.fingerprint == keep_fingerprint and state.all_alive():
             continue
         killed += [f"{state.stack}: {line}" for line in state.kill_all()]
+        if state.compose_leftover:
+            state.save(path)  # Docker did not answer: try again next time
+            continue
         path.unlink(missing_ok=True)
     return killed

@@ -66,6 +66,11 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            # The router records the route it chose in the scope; that also sees
+            # into routers added with include_router, which route_template cannot.
+            chosen = getattr(scope.get("route"), "path", None)
+            if chosen:
+                route = chosen
             elapsed = time.perf_counter() - started
             path = scope.get("path", "")
             method = scope.get("method", "GET")
@@ -78,6 +83,7 @@ class RequestContextMiddleware:
                     route,
                     status,
                     extra={
+                        "route": route,
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 2),
                         "method": method,

@@ -391,3 +391,30 @@ async def test_ready_runs_checks_concurrently(
     assert body["not_ready"] == ["broken", "slow"]
     assert body["checks"]["waits"] == "ok"
     assert body["checks"]["signals"] == "ok"
+
+
+async def test_routes_of_included_routers_keep_their_template() -> None:
+    from fastapi import APIRouter
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from services.core.app import build_service_app
+
+    parts = build_service_app("svc")
+    router = APIRouter(prefix="/tools")
+
+    @router.get("/{name}")
+    async def tool(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    parts.app.include_router(router)
+    transport = httpx.ASGITransport(app=parts.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/tools/read_file")).status_code == 200
+        text = (await client.get("/metrics")).text
+    routes = {
+        sample.labels["route"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "http_requests_total"
+    }
+    assert routes == {"/tools/{name}"}

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Build the platform's one service image without needing an image registry.
+#
+#   docker/build-images.sh
+#
+# 1. Base image: BASE_IMAGE (default python:3.11-slim) if it is present or can be
+#    pulled; otherwise a Debian bookworm image built here with debootstrap from the
+#    Debian mirror this machine already uses, and `docker import`ed as LOCAL_BASE_IMAGE.
+# 2. Wheels: every locked runtime dependency (`uv export --frozen --no-dev`) and the
+#    project itself, built on the host with `pip wheel`; the image installs them with
+#    `pip install --no-index`, so the build needs no network either.
+# 3. The service image (docker/Dockerfile): gateway, MCP server, RAG service and the
+#    inference test stub, each started with its own command.
+#
+# Idempotent: an existing base image, existing wheels and Docker's layer cache are reused.
+#
+# Environment:
+#   IMAGE              image to build (default: local-ai-suite:latest)
+#   BASE_IMAGE         preferred base (default: python:3.11-slim)
+#   LOCAL_BASE_IMAGE   name of the debootstrapped base (default: local-ai-suite-base:bookworm)
+#   FORCE_DEBOOTSTRAP  1: do not try BASE_IMAGE, use the Debian-built base
+#   DEBIAN_MIRROR      mirror for debootstrap (default: taken from /etc/apt)
+#   BUILD_DIR          scratch space (default: <repo>/build/docker)
+#   PYTHON             host Python 3.11 with pip, for `pip wheel` (default: python3)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+IMAGE="${IMAGE:-local-ai-suite:latest}"
+BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim}"
+LOCAL_BASE_IMAGE="${LOCAL_BASE_IMAGE:-local-ai-suite-base:bookworm}"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build/docker}"
+PYTHON="${PYTHON:-python3}"
+CONTEXT="$BUILD_DIR/context"
+WHEELS="$CONTEXT/wheels"
+PY_SERIES="3.11"   # the image's Python (bookworm ships 3.11): wheels must match it
+
+START=$SECONDS
+step_start=$SECONDS
+step() { step_start=$SECONDS; echo; echo "== build-images: $*"; }
+done_step() { echo "   done in $((SECONDS - step_start))s"; }
+die() { echo "build-images: error: $*" >&2; exit 1; }
+
+docker info >/dev/null 2>&1 \
+    || die "no Docker engine answers \`docker info\`; start one with \`docker/dockerd.sh start\`"
+
+# -- 1. base image -------------------------------------------------------------------
+
+debian_mirror() {
+    if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+    local uri=""
+    # deb822 sources (Debian 12 default): the URIs of the stanza whose Suites has bookworm.
+    if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
+        uri="$(awk '/^URIs:/ {u=$2} /^Suites:/ && / bookworm( |$)/ {print u; exit}' \
+            /etc/apt/sources.list.d/*.sources)"
+    fi
+    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+        uri="$(awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list)"
+    fi
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+
+debootstrap_base() {
+    [ "$(id -u)" = 0 ] || die "building the Debian base image needs root (debootstrap); run as root or make BASE_IMAGE pullable"
+    if ! command -v debootstrap >/dev/null; then
+        command -v apt-get >/dev/null || die "debootstrap is missing and apt-get is not available to install it"
+        echo "   installing debootstrap (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+    fi
+    local mirror rootfs
+    mirror="$(debian_mirror)"
+    rootfs="$BUILD_DIR/rootfs"
+    rm -rf "$rootfs"
+    echo "   debootstrap bookworm from $mirror into $rootfs (about a minute)"
+    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+        bookworm "$rootfs" "$mirror" >"$BUILD_DIR/debootstrap.log" 2>&1 \
+        || { tail -n 30 "$BUILD_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $BUILD_DIR/debootstrap.log)"; }
+    # Package caches are not part of the image.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    echo "   docker import as $LOCAL_BASE_IMAGE"
+    tar -C "$rootfs" -c . | docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["python3"]' \
+        - "$LOCAL_BASE_IMAGE" >/dev/null
+    rm -rf "$rootfs"
+}
+
+step "base image"
+mkdir -p "$BUILD_DIR"
+base=""
+if [ "${FORCE_DEBOOTSTRAP:-0}" != 1 ]; then
+    if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+        base="$BASE_IMAGE"; echo "   $BASE_IMAGE is present"
+    elif timeout 120 docker pull -q "$BASE_IMAGE" >"$BUILD_DIR/pull.log" 2>&1; then
+        base="$BASE_IMAGE"; echo "   pulled $BASE_IMAGE"
+    else
+        echo "   cannot pull $BASE_IMAGE ($(tail -n 1 "$BUILD_DIR/pull.log")): using a Debian-built base"
+    fi
+fi
+if [ -z "$base" ]; then
+    if docker image inspect "$LOCAL_BASE_IMAGE" >/dev/null 2>&1; then
+        echo "   $LOCAL_BASE_IMAGE is present (delete it to rebuild from Debian packages)"
+    else
+        debootstrap_base
+    fi
+    base="$LOCAL_BASE_IMAGE"
+fi
+done_step
+
+# -- 2. wheels on the host ------------------------------------------------------------
+
+step "wheels for Python $PY_SERIES (host: $PYTHON)"
+"$PYTHON" -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))" \
+    || die "$PYTHON is not Python $PY_SERIES; set PYTHON to a $PY_SERIES interpreter with pip"
+"$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON has no pip; set PYTHON to one that has"
+if command -v uv >/dev/null; then UV=(uv)
+elif "$PYTHON" -m uv --version >/dev/null 2>&1; then UV=("$PYTHON" -m uv)
+else die "uv is needed for \`uv export\` (\`make install\` installs it)"; fi
+mkdir -p "$WHEELS"
+(cd "$ROOT" && "${UV[@]}" export --frozen --no-dev --no-hashes --no-emit-project \
+    --format requirements-txt --quiet -o "$CONTEXT/requirements.txt") \
+    || die "uv export failed: is uv.lock in sync with pyproject.toml?"
+# Skipped when the locked requirements did not change since the last successful build.
+stamp="$WHEELS/.requirements.sha256"
+if [ -f "$stamp" ] && sha256sum --status -c "$stamp" 2>/dev/null; then
+    echo "   locked dependencies unchanged: reusing their wheels"
+else
+    # --find-links: wheels from an earlier build are reused instead of fetched again.
+    "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --find-links "$WHEELS" \
+        -w "$WHEELS" -r "$CONTEXT/requirements.txt" || die "pip wheel of the locked dependencies failed"
+    sha256sum "$CONTEXT/requirements.txt" >"$stamp"
+fi
+rm -f "$WHEELS"/local_ai_suite-*.whl
+(cd "$ROOT" && "${UV[@]}" build --wheel --quiet --out-dir "$WHEELS") || die "building the project wheel failed"
+echo "   $(find "$WHEELS" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELS" | cut -f1)"
+done_step
+
+# -- 3. service image -----------------------------------------------------------------
+
+step "service image $IMAGE (FROM $base)"
+# The inference test stub is not part of the wheel; it rides along for compose.test.yml.
+rm -rf "$CONTEXT/app"
+mkdir -p "$CONTEXT/app/tests/stubs"
+cp "$ROOT/tests/__init__.py" "$CONTEXT/app/tests/__init__.py"
+cp "$ROOT/tests/stubs/__init__.py" "$ROOT/tests/stubs/inference.py" "$CONTEXT/app/tests/stubs/"
+# BuildKit is needed (RUN --mount keeps the wheels out of the image, and the legacy builder
+# commits a full file-system copy per Dockerfile step under vfs: minutes per step).
+# Docker >= 23 has it through the buildx plugin; Debian's docker.io 20.10 client has it
+# built in behind DOCKER_BUILDKIT=1.
+builder=()
+if docker buildx version >/dev/null 2>&1; then
+    builder=(docker buildx build --load)
+else
+    for client in "$(command -v docker)" /usr/bin/docker; do
+        [ -x "$client" ] || continue
+        major="$("$client" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1)"
+        if [ -n "$major" ] && [ "$major" -lt 23 ]; then
+            builder=(env DOCKER_BUILDKIT=1 "$client" build); break
+        fi
+    done
+fi
+[ "${#builder[@]}" -gt 0 ] || die "BuildKit is not available: install the docker buildx plugin" \
+    "(Docker >= 23) or Debian's docker.io (20.10, BuildKit built in)"
+echo "   builder: ${builder[*]}"
+"${builder[@]}" --progress=plain -f "$ROOT/docker/Dockerfile" --build-arg "BASE_IMAGE=$base" \
+    -t "$IMAGE" "$CONTEXT" >"$BUILD_DIR/build.log" 2>&1 \
+    || { tail -n 40 "$BUILD_DIR/build.log" >&2; die "docker build failed (log: $BUILD_DIR/build.log)"; }
+docker run --rm --entrypoint python "$IMAGE" -c "import services.gateway.app, tests.stubs.inference" \
+    || die "the image was built but cannot import the gateway or the stub"
+echo "   $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+done_step
+
+echo
+echo "build-images: $IMAGE ready in $((SECONDS - START))s"

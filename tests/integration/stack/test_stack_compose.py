@@ -1,0 +1,219 @@
+"""The compose backend as users run it: pytester projects on a real Docker engine.
+
+Needs a Docker engine, Compose v2 and the service image (docker/build-images.sh);
+without them these tests are skipped with that reason. The last test needs none of
+that: it checks the skip itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pytest_plugins.stack import docker_cli
+
+pytestmark = pytest.mark.timeout(300)
+IMAGE = os.environ.get("AI_SUITE_IMAGE", "local-ai-suite:latest")
+# pytester gives runs a fresh HOME; the docker CLI must still find its plugins (compose).
+DOCKER_CONFIG = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+
+
+def _compose_unavailable() -> str | None:
+    reason = docker_cli.unavailable_reason()
+    if reason is None and docker_cli.missing_images([IMAGE]):
+        reason = f"image {IMAGE} is not built (docker/build-images.sh)"
+    return reason
+
+
+needs_compose = pytest.mark.skipif(
+    (_reason := _compose_unavailable()) is not None, reason=f"compose backend: {_reason}"
+)
+
+# A tiny HTTP service inside the platform image: logs each GET, may die at start.
+SERVER = textwrap.dedent("""
+    import http.server, os, sys
+    if os.environ.get("DIE_AT_START"):
+        print("fatal: cannot open the frobnicator", flush=True)
+        sys.exit(7)
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            print(f"GET {self.path}", flush=True)
+            self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+        def log_message(self, *args):
+            pass
+    http.server.HTTPServer(("0.0.0.0", 8000), Handler).serve_forever()
+    """)
+
+COMPOSE = {
+    "services": {
+        "web": {
+            "image": IMAGE,
+            "init": True,  # PID 1 that forwards SIGTERM: stop and restart are prompt
+            "command": ["python", "-c", SERVER],
+            "environment": {"DIE_AT_START": "${DIE_AT_START:-}"},
+            "ports": ["127.0.0.1:${WEB_PORT:-18001}:8000"],
+            "healthcheck": {
+                "test": [
+                    "CMD",
+                    "python",
+                    "-c",
+                    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/h')",
+                ],
+                "interval": "1s",
+                "retries": 60,
+            },
+        }
+    }
+}
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.setenv("DOCKER_CONFIG", DOCKER_CONFIG)
+    pytester.makefile(".yml", compose=yaml.safe_dump(COMPOSE))
+    pytester.makefile(
+        ".yaml",
+        stack=(
+            "name: demo\ncompose_files: [compose.yml]\nservices:\n"
+            "  web:\n    compose_service: web\n    ready: {http: /health, timeout: 60}\n"
+        ),
+    )
+    pytester.makeini(
+        "[pytest]\nstack_file = stack.yaml\nstack_state_dir = .state\n"
+        "stack_artifacts = artifacts\nstack_backend = compose\n"
+    )
+    return pytester
+
+
+def demo_containers() -> list[str]:
+    result = docker_cli.run_docker(
+        ["ps", "-a", "--format", '{{.Label "com.docker.compose.project"}} {{.Names}}'],
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith("pytest-demo-")]
+
+
+def wait_until_no_containers(timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while demo_containers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert demo_containers() == []
+
+
+@needs_compose
+def test_compose_stack_serves_reports_logs_and_leaves_nothing(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import httpx
+        def test_ok(stack):
+            assert stack.backend_name == "compose"
+            assert stack.url("web").startswith("http://127.0.0.1:")
+            assert httpx.get(stack.url("web") + "/ok").status_code == 200
+        def test_fails(stack):
+            httpx.get(stack.url("web") + "/marker-of-the-failing-test")
+            assert False
+        """)
+    result = project.runpytest_subprocess("-p", "no:randomly", "-rs")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*stack log: web*", "*GET /marker-of-the-failing-test*"])
+    assert "GET /ok" not in result.stdout.str().split("stack log: web", 1)[1]
+    assert "GET /ok" in (project.path / "artifacts" / "demo" / "web.log").read_text()
+    assert demo_containers() == []
+
+
+@needs_compose
+def test_fault_injection_on_containers(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import httpx, pytest
+        def up(stack):
+            try:
+                return httpx.get(stack.url("web") + "/x", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        def test_faults(stack):
+            url = stack.url("web")
+            stack.pause("web")
+            assert not up(stack)
+            stack.resume("web")
+            assert up(stack)
+            stack.kill("web")
+            assert not up(stack)
+            stack.start("web")
+            assert up(stack)
+            stack.stop("web")
+            assert not up(stack)
+            stack.start("web")
+            stack.restart("web")
+            stack.wait_healthy("web")
+            assert stack.url("web") == url  # the host port survives restarts
+        """)
+    result = project.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    assert demo_containers() == []
+
+
+@needs_compose
+def test_service_dying_at_start_fails_fast_with_its_exit_code_and_log(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIE_AT_START", "1")
+    project.makepyfile("def test_x(stack):\n    pass\n")
+    result = project.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*exit code 7*", "*fatal: cannot open the frobnicator*"])
+    assert demo_containers() == []
+
+
+@needs_compose
+def test_kill_9_of_pytest_leaves_no_container(project: pytest.Pytester) -> None:
+    marker = project.path / "stack-is-up"
+    project.makepyfile(f"""
+        import pathlib, time
+        def test_hang(stack):
+            pathlib.Path({str(marker)!r}).write_text(stack.url("web"))
+            time.sleep(600)
+        """)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        cwd=project.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():
+            assert process.poll() is None, "pytest ended before the stack was up"
+            assert time.monotonic() < deadline, "the stack did not come up"
+            time.sleep(0.2)
+        assert demo_containers()
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        wait_until_no_containers()  # the reaper took the project down
+        state_files = list(Path(project.path / ".state").glob("*.json"))
+        assert state_files == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_compose_without_docker_is_skipped_with_the_reason(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    empty = tmp_path / "no-docker-here"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    project.makepyfile("def test_x(stack):\n    pass\n")
+    result = project.runpytest_subprocess("-p", "no:randomly", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*stack backend 'compose' unavailable: the docker CLI is not installed*"]
+    )
