@@ -252,7 +252,8 @@ def test_concurrent_migrate_from_two_databases(tmp_path: Path) -> None:
         for thread in threads:
             thread.join(30)
         assert errors == [], f"attempt {attempt}: {errors!r}"
-        assert sorted(results) == [0, len(MIGRATIONS)]
+        # Each migration is applied exactly once, by one thread or the other.
+        assert sum(results) == len(MIGRATIONS)
         check = Database(path)
         try:
             versions = check.query("SELECT version FROM schema_migrations")
