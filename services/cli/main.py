@@ -276,18 +276,22 @@ def up(timeout: float) -> None:
         if not stop.is_set():
             _err(_table(rows, ["SERVICE", "URL", "STATE", "STARTED IN", "PID"]))
             _err(f"logs: {log_dir}/<service>.log   stop: Ctrl-C")
+        # A service that dies is reported, and the others keep running: Prometheus
+        # must stay up to see it down and alert. Everything stops on Ctrl-C/SIGTERM.
+        reported: set[str] = set()
         while not stop.is_set():
-            dead = supervisor.exited()
-            if dead:
-                for running in dead:
-                    failure = ServiceFailed(
-                        running.spec.name,
-                        f"exited unexpectedly with code {running.process.returncode}",
-                        running.log_tail(),
-                    )
-                    _err(f"error: {failure}")
+            for running in supervisor.exited():
+                if running.spec.name in reported:
+                    continue
+                reported.add(running.spec.name)
+                failure = ServiceFailed(
+                    running.spec.name,
+                    f"exited unexpectedly with code {running.process.returncode}; the other"
+                    " services keep running (restart `ai-suite up` to start it again)",
+                    running.log_tail(),
+                )
+                _err(f"error: {failure}")
                 code = 1
-                break
             stop.wait(0.5)
     except ServiceFailed as exc:
         _err(f"error: {exc}")
