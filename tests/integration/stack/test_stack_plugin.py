@@ -10,8 +10,9 @@ import sys
 import textwrap
 import time
 
-import psutil
 import pytest
+
+from tests.support.processes import assert_all_gone
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,21 +64,6 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def pids(pytester: pytest.Pytester) -> list[int]:
     path = pytester.path / "pids.log"
     return [int(x) for x in path.read_text().split()] if path.exists() else []
-
-
-def assert_all_gone(pid_list: list[int], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    alive = pid_list
-    while time.monotonic() < deadline:
-        alive = [
-            p
-            for p in pid_list
-            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-        ]
-        if not alive:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"still running: {alive}")
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

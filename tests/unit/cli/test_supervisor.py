@@ -17,7 +17,7 @@ import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -32,6 +32,7 @@ from services.cli.supervisor import (
     port_in_use,
 )
 from tests.support.live import free_port
+from tests.support.processes import gone, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -69,23 +70,6 @@ STUBBORN_CHILD = textwrap.dedent("""
     print("ignoring SIGTERM", flush=True)
     time.sleep(60)
     """)
-
-
-def gone(pid: int) -> bool:
-    """True once ``pid`` has exited (a zombie nobody has reaped yet counts as exited)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def kill_quietly(pid: int) -> None:
