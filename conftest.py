@@ -2,13 +2,19 @@
 
 Markers follow the folder a test lives in, so ``pytest -m unit`` selects
 exactly ``tests/unit`` and nobody has to remember to decorate a test.
+A folder whose tests the ``-m`` expression can never select is not even
+collected: ``pytest -m unit`` does not import the integration and e2e modules
+only to deselect them afterwards.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _pytest.mark.expression import Expression
 
 # pytester drives the plugins of pytest_plugins/ as users run them.
 pytest_plugins = ["pytester"]
@@ -28,3 +34,51 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if folder in path.parents:
                 item.add_marker(getattr(pytest.mark, marker))
                 break
+
+
+class _Undecidable(Exception):
+    """The expression uses marker arguments (``-m "name(arg=1)"``): collect to find out."""
+
+
+def folder_can_match(markexpr: str, folder_marker: str) -> bool:
+    """Whether a test of the folder marked ``folder_marker`` could satisfy ``markexpr``.
+
+    The folder's marker is set, the other folder markers are not, and every other
+    marker the expression names is tried both ways (a test may or may not carry it).
+    Unsure means yes: a folder is skipped only when no test in it can be selected.
+    """
+    try:
+        expression = Expression.compile(markexpr)
+    except SyntaxError:
+        return True  # pytest reports the bad expression itself
+    folder_markers = set(_FOLDER_MARKERS.values())
+    free = sorted(expression.idents() - folder_markers)
+    if len(free) > 10:
+        return True
+    for values in itertools.product((False, True), repeat=len(free)):
+        matcher = _matcher(folder_marker, folder_markers, dict(zip(free, values, strict=True)))
+        try:
+            if expression.evaluate(matcher):
+                return True
+        except _Undecidable:
+            return True
+    return False
+
+
+def _matcher(
+    folder_marker: str, folder_markers: set[str], others: dict[str, bool]
+) -> Callable[..., bool]:
+    def matcher(name: str, /, **kwargs: object) -> bool:
+        if kwargs:
+            raise _Undecidable
+        return name == folder_marker if name in folder_markers else others[name]
+
+    return matcher
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    folder_marker = _FOLDER_MARKERS.get(collection_path)
+    markexpr = config.getoption("markexpr", default="")
+    if folder_marker and markexpr and not folder_can_match(markexpr, folder_marker):
+        return True
+    return None

@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
-from monitoring_support import ALERTMANAGER_FILE, PROMETHEUS_DIR, load_yaml
 from pydantic import ValidationError
 
 from services.cli.alerts import alerts
@@ -23,6 +22,7 @@ from services.monitoring.config import (
 )
 from services.monitoring.durations import format_duration, parse_duration
 from services.monitoring.settings import MonitoringSettings
+from tests.support.monitoring import ALERTMANAGER_FILE, PROMETHEUS_DIR, load_yaml
 
 SECRET_URL = "https://hooks.slack.example/services/T0/B0/secret"
 

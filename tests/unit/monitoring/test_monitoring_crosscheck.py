@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from monitoring_support import DOCKER, PROMETHEUS_DIR, load_yaml
 
 from services.monitoring.catalog import Catalog, check_expression
 from services.monitoring.dashboards import load_dashboard, panel_queries
 from services.monitoring.promql import PromQLSyntaxError, analyze, parse_matchers
+from tests.support.monitoring import DOCKER, PROMETHEUS_DIR, load_yaml
 
 DASHBOARDS = sorted((DOCKER / "grafana" / "dashboards").glob("*.json"))
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monitoring_support import DOCKER, load_yaml
 
 from services.monitoring.dashboards import (
     dashboard_problems,
@@ -19,6 +18,7 @@ from services.monitoring.dashboards import (
     panel_queries,
     provisioned_datasources,
 )
+from tests.support.monitoring import DOCKER, load_yaml
 
 GRAFANA = DOCKER / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))

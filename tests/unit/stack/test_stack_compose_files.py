@@ -1,10 +1,12 @@
-"""Static checks of docker/: the Compose files and the Dockerfile keep their promises."""
+"""Static checks of docker/: the Compose files and the Dockerfile keep their promises.
+
+Compose's own validation of the files (`docker compose config`):
+tests/integration/stack/test_stack_compose_config.py.
+"""
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -137,30 +139,3 @@ def test_the_e2e_stack_names_a_compose_service_for_every_service() -> None:
     for service in spec.services:
         assert service.compose_service in defined, service.name
     assert all((spec.root / f).is_file() for f in spec.compose_files)
-
-
-def _compose_cli() -> str | None:
-    docker = shutil.which("docker")
-    if docker is None:
-        return None
-    ok = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-    return docker if ok.returncode == 0 else None
-
-
-@pytest.mark.parametrize(
-    "files",
-    [
-        ["compose.p1.yml"],
-        ["compose.p1.yml", "compose.test.yml"],
-        PHASES,
-        [*PHASES, *OVERRIDES],
-    ],
-    ids=["p1", "p1+test", "p3", "p3+test"],
-)
-def test_docker_compose_config_accepts_the_files(files: list[str]) -> None:
-    docker = _compose_cli()
-    if docker is None:
-        pytest.skip("`docker compose` (v2) is not installed: cannot validate with Compose itself")
-    argv = [docker, "compose"] + [a for f in files for a in ("-f", str(DOCKER / f))]
-    result = subprocess.run([*argv, "config", "--quiet"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
-"""Helpers of the static monitoring checks (imported by the tests and their conftest)."""
+"""Helpers of the static monitoring checks: files, promtool and amtool runs (tests/unit and
+tests/integration monitoring folders)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from services.monitoring.catalog import (
     prometheus_builtins,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 PROMETHEUS_DIR = DOCKER / "prometheus"
 RULE_TESTS_DIR = PROMETHEUS_DIR / "tests"
