@@ -1,7 +1,7 @@
 """The platform's services as ``ai-suite up`` starts them.
 
-One list, so ``up`` and ``status`` agree on names, ports and probes. Later
-services (MCP server, RAG, Prometheus, Alertmanager) are added here.
+One list, so ``up`` and ``status`` agree on names, ports and probes. A new
+service is one more row in :func:`platform_services`.
 """
 
 from __future__ import annotations
@@ -17,37 +17,27 @@ def platform_services(settings: CoreSettings) -> list[ServiceSpec]:
         "AI_SUITE_DATA_DIR": str(settings.data_dir),
         "AI_SUITE_HOST": settings.host,
         "PYTHONUNBUFFERED": "1",
-    }
-    ports = {
+        # Every service gets every port so that each can find the others.
         "GATEWAY_PORT": str(settings.gateway_port),
         "MCP_PORT": str(settings.mcp_port),
         "RAG_PORT": str(settings.rag_port),
     }
-    env = {**env, **ports}
-    # Started in this order; the gateway last, so that it is ready only when
-    # everything it forwards to is.
+    # (name, module run with ``python -m``, port). Started in this order; the gateway
+    # last, so that it is ready only when everything it forwards to is.
+    services = (
+        ("rag", "services.rag", settings.rag_port),
+        ("mcp", "services.mcp", settings.mcp_port),
+        ("gateway", "services.gateway", settings.gateway_port),
+    )
     return [
         ServiceSpec(
-            name="rag",
-            argv=[sys.executable, "-m", "services.rag"],
+            name=name,
+            argv=[sys.executable, "-m", module],
             host=settings.host,
-            port=settings.rag_port,
+            port=port,
             env=env,
-        ),
-        ServiceSpec(
-            name="mcp",
-            argv=[sys.executable, "-m", "services.mcp"],
-            host=settings.host,
-            port=settings.mcp_port,
-            env=env,
-        ),
-        ServiceSpec(
-            name="gateway",
-            argv=[sys.executable, "-m", "services.gateway"],
-            host=settings.host,
-            port=settings.gateway_port,
-            env=env,
-        ),
+        )
+        for name, module, port in services
     ]
 
 

@@ -7,6 +7,7 @@ Each service subclasses :class:`CoreSettings` and passes an instance to its
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,8 +15,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOOPBACK = "127.0.0.1"
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+def env_field(env_name: str, *other_names: str, default: Any, **field_kwargs: Any) -> Any:
+    """A settings field read from the environment variable ``env_name``.
+
+    Settings can also be built by field name (``GatewaySettings(gateway_port=0)``) because
+    :class:`CoreSettings` sets ``populate_by_name``, so the field name is not listed here.
+    ``other_names`` are extra accepted names, for a field whose Python name differs from the
+    name callers use (``workspace_roots`` for ``workspace_roots_raw``); pydantic-settings reads
+    them from the environment too. ``field_kwargs`` go to :func:`pydantic.Field` (constraints,
+    description).
+    """
+    return Field(
+        default=default, validation_alias=AliasChoices(env_name, *other_names), **field_kwargs
+    )
 
 
 class CoreSettings(BaseSettings):
@@ -28,23 +40,19 @@ class CoreSettings(BaseSettings):
         extra="ignore", populate_by_name=True, frozen=True, env_prefix="AI_SUITE_"
     )
 
-    data_dir: Path = Field(
+    data_dir: Path = env_field(
+        "AI_SUITE_DATA_DIR",
         default=Path("data"),
-        validation_alias=_env("AI_SUITE_DATA_DIR"),
         description="Everything the platform writes goes under this directory.",
     )
-    host: str = Field(default=LOOPBACK, validation_alias=_env("AI_SUITE_HOST"))
-    log_level: str = Field(default="INFO", validation_alias=_env("AI_SUITE_LOG_LEVEL"))
+    host: str = env_field("AI_SUITE_HOST", default=LOOPBACK)
+    log_level: str = env_field("AI_SUITE_LOG_LEVEL", default="INFO")
 
-    gateway_port: int = Field(default=8000, validation_alias=_env("GATEWAY_PORT", "gateway_port"))
-    rag_port: int = Field(default=8002, validation_alias=_env("RAG_PORT", "rag_port"))
-    mcp_port: int = Field(default=8020, validation_alias=_env("MCP_PORT", "mcp_port"))
-    prometheus_port: int = Field(
-        default=9090, validation_alias=_env("PROMETHEUS_PORT", "prometheus_port")
-    )
-    alertmanager_port: int = Field(
-        default=9093, validation_alias=_env("ALERTMANAGER_PORT", "alertmanager_port")
-    )
+    gateway_port: int = env_field("GATEWAY_PORT", default=8000)
+    rag_port: int = env_field("RAG_PORT", default=8002)
+    mcp_port: int = env_field("MCP_PORT", default=8020)
+    prometheus_port: int = env_field("PROMETHEUS_PORT", default=9090)
+    alertmanager_port: int = env_field("ALERTMANAGER_PORT", default=9093)
 
     @field_validator("data_dir")
     @classmethod

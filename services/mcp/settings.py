@@ -6,16 +6,12 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import field_validator
 
-from services.core.settings import CoreSettings
+from services.core.settings import CoreSettings, env_field
 
 DEFAULT_ALLOWLIST = ("ls", "cat", "echo", "git", "python3", "pytest", "grep", "wc", "head", "tail")
 _SPLIT = re.compile(rf"[,{re.escape(os.pathsep)}]")
-
-
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
 
 
 def split_list(value: object) -> list[str]:
@@ -27,53 +23,33 @@ def split_list(value: object) -> list[str]:
 
 
 class McpSettings(CoreSettings):
-    # Kept as text so pydantic-settings does not try to parse JSON from the variable.
-    workspace_roots_raw: str = Field(
+    # Kept as text so pydantic-settings does not try to parse JSON from the variable; the
+    # second name lets callers pass ``workspace_roots=[...]`` / ``command_allowlist=[...]``.
+    workspace_roots_raw: str = env_field(
+        "MCP_WORKSPACE_ROOTS",
+        "workspace_roots",
         default="",
-        validation_alias=_env("MCP_WORKSPACE_ROOTS", "workspace_roots"),
         description="Directories the file, git and command tools may touch "
         "(comma or os.pathsep separated); default <data_dir>/workspace.",
     )
-    command_allowlist_raw: str = Field(
-        default=",".join(DEFAULT_ALLOWLIST),
-        validation_alias=_env("MCP_COMMAND_ALLOWLIST", "command_allowlist"),
+    command_allowlist_raw: str = env_field(
+        "MCP_COMMAND_ALLOWLIST", "command_allowlist", default=",".join(DEFAULT_ALLOWLIST)
     )
-    command_timeout: float = Field(
-        default=30.0, gt=0, validation_alias=_env("MCP_COMMAND_TIMEOUT", "command_timeout")
-    )
-    tool_timeout: float = Field(
-        default=60.0, gt=0, validation_alias=_env("MCP_TOOL_TIMEOUT", "tool_timeout")
-    )
-    max_read_bytes: int = Field(
-        default=1_048_576, ge=1, validation_alias=_env("MCP_MAX_READ_BYTES", "max_read_bytes")
-    )
-    max_write_bytes: int = Field(
-        default=1_048_576, ge=1, validation_alias=_env("MCP_MAX_WRITE_BYTES", "max_write_bytes")
-    )
-    max_output_bytes: int = Field(
-        default=65_536, ge=1, validation_alias=_env("MCP_MAX_OUTPUT_BYTES", "max_output_bytes")
-    )
-    approval_ttl_seconds: float = Field(
-        default=3600.0,
-        gt=0,
-        validation_alias=_env("MCP_APPROVAL_TTL_SECONDS", "approval_ttl_seconds"),
-    )
-    approval_sweep_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        validation_alias=_env("MCP_APPROVAL_SWEEP_SECONDS", "approval_sweep_seconds"),
-    )
-    rate_limit_per_minute: int = Field(
-        default=300,
-        ge=1,
-        validation_alias=_env("MCP_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute"),
-    )
-    allow_self_approval: bool = Field(
+    command_timeout: float = env_field("MCP_COMMAND_TIMEOUT", default=30.0, gt=0)
+    tool_timeout: float = env_field("MCP_TOOL_TIMEOUT", default=60.0, gt=0)
+    max_read_bytes: int = env_field("MCP_MAX_READ_BYTES", default=1_048_576, ge=1)
+    max_write_bytes: int = env_field("MCP_MAX_WRITE_BYTES", default=1_048_576, ge=1)
+    max_output_bytes: int = env_field("MCP_MAX_OUTPUT_BYTES", default=65_536, ge=1)
+    approval_ttl_seconds: float = env_field("MCP_APPROVAL_TTL_SECONDS", default=3600.0, gt=0)
+    approval_sweep_seconds: float = env_field("MCP_APPROVAL_SWEEP_SECONDS", default=30.0, gt=0)
+    rate_limit_per_minute: int = env_field("MCP_RATE_LIMIT_PER_MINUTE", default=300, ge=1)
+    allow_self_approval: bool = env_field(
+        "MCP_ALLOW_SELF_APPROVAL",
         default=False,
-        validation_alias=_env("MCP_ALLOW_SELF_APPROVAL", "allow_self_approval"),
         description="Let a requester approve their own request (single-user development).",
     )
-    rag_url_raw: str | None = Field(default=None, validation_alias=_env("RAG_URL", "rag_url"))
+    # ``rag_url`` is the property below; the raw value is accepted under that name too.
+    rag_url_raw: str | None = env_field("RAG_URL", "rag_url", default=None)
 
     @field_validator("workspace_roots_raw", "command_allowlist_raw", mode="before")
     @classmethod

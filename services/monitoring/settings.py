@@ -7,76 +7,45 @@ values are read here and written into a rendered copy (services/monitoring/confi
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
-from services.core.settings import CoreSettings
+from services.core.settings import CoreSettings, env_field
 from services.monitoring.durations import parse_duration
 
 DEFAULT_LISTEN_PORT = 9095
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
-
-
 class MonitoringSettings(CoreSettings):
-    alerts_listen_port: int = Field(
+    alerts_listen_port: int = env_field(
+        "ALERTS_LISTEN_PORT",
         default=DEFAULT_LISTEN_PORT,
         ge=0,
         le=65535,
-        validation_alias=_env("ALERTS_LISTEN_PORT", "alerts_listen_port"),
         description="Port of `ai-suite alerts listen` (the default webhook receiver).",
     )
-    alerts_webhook_url: str | None = Field(
+    alerts_webhook_url: str | None = env_field(
+        "ALERTS_WEBHOOK_URL",
         default=None,
-        validation_alias=_env("ALERTS_WEBHOOK_URL", "alerts_webhook_url"),
         description="Where Alertmanager posts every alert; default the local listener.",
     )
-    slack_webhook_url: SecretStr | None = Field(
-        default=None, validation_alias=_env("ALERTS_SLACK_WEBHOOK_URL", "slack_webhook_url")
-    )
-    slack_channel: str | None = Field(
-        default=None, validation_alias=_env("ALERTS_SLACK_CHANNEL", "slack_channel")
-    )
-    email_to: str | None = Field(default=None, validation_alias=_env("ALERTS_EMAIL_TO", "email_to"))
-    email_from: str | None = Field(
-        default=None, validation_alias=_env("ALERTS_EMAIL_FROM", "email_from")
-    )
-    smtp_smarthost: str | None = Field(
-        default=None, validation_alias=_env("ALERTS_SMTP_SMARTHOST", "smtp_smarthost")
-    )
-    smtp_username: str | None = Field(
-        default=None, validation_alias=_env("ALERTS_SMTP_USERNAME", "smtp_username")
-    )
-    smtp_password: SecretStr | None = Field(
-        default=None, validation_alias=_env("ALERTS_SMTP_PASSWORD", "smtp_password")
-    )
-    smtp_require_tls: bool = Field(
-        default=True, validation_alias=_env("ALERTS_SMTP_REQUIRE_TLS", "smtp_require_tls")
-    )
+    slack_webhook_url: SecretStr | None = env_field("ALERTS_SLACK_WEBHOOK_URL", default=None)
+    slack_channel: str | None = env_field("ALERTS_SLACK_CHANNEL", default=None)
+    email_to: str | None = env_field("ALERTS_EMAIL_TO", default=None)
+    email_from: str | None = env_field("ALERTS_EMAIL_FROM", default=None)
+    smtp_smarthost: str | None = env_field("ALERTS_SMTP_SMARTHOST", default=None)
+    smtp_username: str | None = env_field("ALERTS_SMTP_USERNAME", default=None)
+    smtp_password: SecretStr | None = env_field("ALERTS_SMTP_PASSWORD", default=None)
+    smtp_require_tls: bool = env_field("ALERTS_SMTP_REQUIRE_TLS", default=True)
 
     # Test knobs (e2e fault injection): shorten the real rules and routes, never copy them.
-    for_limit: str | None = Field(
-        default=None,
-        validation_alias=_env("MONITORING_FOR_LIMIT", "for_limit"),
-        description="Cap every alert's `for` (e.g. 5s).",
+    for_limit: str | None = env_field(
+        "MONITORING_FOR_LIMIT", default=None, description="Cap every alert's `for` (e.g. 5s)."
     )
-    scrape_interval: str | None = Field(
-        default=None, validation_alias=_env("MONITORING_SCRAPE_INTERVAL", "scrape_interval")
-    )
-    evaluation_interval: str | None = Field(
-        default=None,
-        validation_alias=_env("MONITORING_EVALUATION_INTERVAL", "evaluation_interval"),
-    )
-    group_wait: str | None = Field(
-        default=None, validation_alias=_env("ALERTMANAGER_GROUP_WAIT", "group_wait")
-    )
-    group_interval: str | None = Field(
-        default=None, validation_alias=_env("ALERTMANAGER_GROUP_INTERVAL", "group_interval")
-    )
-    repeat_interval: str | None = Field(
-        default=None, validation_alias=_env("ALERTMANAGER_REPEAT_INTERVAL", "repeat_interval")
-    )
+    scrape_interval: str | None = env_field("MONITORING_SCRAPE_INTERVAL", default=None)
+    evaluation_interval: str | None = env_field("MONITORING_EVALUATION_INTERVAL", default=None)
+    group_wait: str | None = env_field("ALERTMANAGER_GROUP_WAIT", default=None)
+    group_interval: str | None = env_field("ALERTMANAGER_GROUP_INTERVAL", default=None)
+    repeat_interval: str | None = env_field("ALERTMANAGER_REPEAT_INTERVAL", default=None)
 
     @field_validator(
         "for_limit",

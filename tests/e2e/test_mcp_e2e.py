@@ -3,29 +3,10 @@ the gateway's /v1 tool and approval routes, and `ai-suite approvals approve`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-
 import httpx
-import httpx2
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.conftest import Platform
-
-
-@asynccontextmanager
-async def mcp_session(url: str, key: str) -> AsyncIterator[ClientSession]:
-    async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(
-            httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
-        )
-        read, write = await stack.enter_async_context(
-            streamable_http_client(f"{url}/mcp", http_client=http)
-        )
-        session = await stack.enter_async_context(ClientSession(read, write))
-        await session.initialize()
-        yield session
+from tests.support.mcp_client import mcp_session
 
 
 def create_key(platform: Platform, user: str, role: str) -> str:

@@ -10,10 +10,8 @@ import pytest
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from services.security.db import Database
-from services.security.keys import KeyStore
-from services.security.migrations import migrate
 from tests.stubs.inference import create_stub_app
+from tests.support.keys import make_key
 from tests.support.live import free_port, serve_in_thread
 
 
@@ -35,12 +33,7 @@ class Keys:
     db_path: Path
 
     def create(self, user: str, role: str) -> str:
-        db = Database(self.db_path)
-        try:
-            migrate(db)
-            return KeyStore(db).create_key(user, role).key
-        finally:
-            db.close()
+        return make_key(self.db_path, user, role)
 
 
 @pytest.fixture

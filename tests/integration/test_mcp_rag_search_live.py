@@ -14,18 +14,13 @@ from services.mcp.app import create_app as create_mcp
 from services.mcp.settings import McpSettings
 from services.rag.app import create_app as create_rag
 from services.rag.settings import RagSettings
-from services.security.db import Database
-from services.security.keys import KeyStore
-from services.security.migrations import migrate
+from tests.support.keys import make_key
 from tests.support.live import serve_in_thread
 
 
 def test_rag_search_returns_the_rag_services_chunks(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    db = Database(data / "security.db")
-    migrate(db)
-    key = KeyStore(db).create_key("dev", "developer").key
-    db.close()
+    key = make_key(data / "security.db", "dev", "developer")
     auth = {"Authorization": f"Bearer {key}"}
     with serve_in_thread(create_rag(RagSettings(data_dir=data))) as rag:
         indexed = httpx.post(

@@ -11,9 +11,7 @@ import pytest
 from pytest_plugins.metrics import Contract, Metrics
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from services.security.db import Database
-from services.security.keys import KeyStore
-from services.security.migrations import migrate
+from tests.support.keys import make_key
 from tests.support.live import serve_in_thread
 
 CONTRACT = Path(__file__).resolve().parents[1] / "metrics_contract.yaml"
@@ -25,10 +23,7 @@ def gateway(tmp_path: Path, stub_upstream: str) -> Iterator[tuple[str, str]]:
     settings = GatewaySettings(
         data_dir=tmp_path / "data", inference_url=stub_upstream, upstream_backoff_seconds=0.01
     )
-    db = Database(settings.security_db_path)
-    migrate(db)
-    key = KeyStore(db).create_key("alice", "developer").key
-    db.close()
+    key = make_key(settings.security_db_path, "alice", "developer")
     with serve_in_thread(create_app(settings)) as url:
         yield url, key
 

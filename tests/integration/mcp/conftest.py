@@ -13,8 +13,7 @@ import pytest
 from services.mcp.app import create_app
 from services.mcp.settings import McpSettings
 from services.security.db import Database
-from services.security.keys import KeyStore
-from services.security.migrations import migrate
+from tests.support.keys import make_key
 from tests.support.live import serve_in_thread
 
 
@@ -25,12 +24,7 @@ class McpServer:
     workspace: Path
 
     def key(self, user: str, role: str) -> str:
-        db = Database(self.data_dir / "security.db")
-        try:
-            migrate(db)
-            return KeyStore(db).create_key(user, role).key
-        finally:
-            db.close()
+        return make_key(self.data_dir / "security.db", user, role)
 
     def audit_count(self, where: str = "1=1", params: tuple = ()) -> int:
         db = Database(self.data_dir / "security.db")

@@ -10,19 +10,14 @@ from starlette.routing import Mount
 from services.cli.approvals import approvals
 from services.mcp.app import create_app
 from services.mcp.settings import McpSettings
-from services.security.db import Database
-from services.security.keys import KeyStore
-from services.security.migrations import migrate
+from tests.support.keys import make_key
 from tests.support.live import serve_in_thread
 
 
 def test_cli_lists_and_approves_through_http(tmp_path) -> None:
     data_dir = tmp_path / "data"
-    db = Database(data_dir / "security.db")
-    migrate(db)
-    dev = KeyStore(db).create_key("dev", "developer").key
-    admin = KeyStore(db).create_key("boss", "admin").key
-    db.close()
+    dev = make_key(data_dir / "security.db", "dev", "developer")
+    admin = make_key(data_dir / "security.db", "boss", "admin")
     mcp = create_app(McpSettings(data_dir=data_dir))
     # What the gateway does: /v1/approvals... → MCP /approvals...
     gateway_like = Starlette(routes=[Mount("/v1", app=mcp)])

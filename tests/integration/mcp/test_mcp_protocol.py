@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import httpx2
 import pytest
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-
-@asynccontextmanager
-async def mcp_session(url: str, key: str) -> AsyncIterator[ClientSession]:
-    """An initialised official-SDK session to ``url``/mcp with ``key`` on every request."""
-    async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(
-            httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
-        )
-        read, write = await stack.enter_async_context(
-            streamable_http_client(f"{url}/mcp", http_client=http)
-        )
-        session = await stack.enter_async_context(ClientSession(read, write))
-        await session.initialize()
-        yield session
+from tests.support.mcp_client import mcp_session
 
 
 async def test_developer_flow_with_approval(start_mcp) -> None:

@@ -47,3 +47,12 @@ def test_rate_limiter_window() -> None:
     assert limiter.acquire(2) is None
     now[0] = 60.5
     assert limiter.acquire(1) is None
+
+
+def test_bare_field_names_of_other_programs_are_not_read(monkeypatch, tmp_path: Path) -> None:
+    """Only the documented MCP_* names configure the server; COMMAND_TIMEOUT set for
+    some other program must not."""
+    monkeypatch.setenv("COMMAND_TIMEOUT", "1")
+    monkeypatch.setenv("TOOL_TIMEOUT", "1")
+    settings = McpSettings(data_dir=tmp_path)
+    assert (settings.command_timeout, settings.tool_timeout) == (30.0, 60.0)
