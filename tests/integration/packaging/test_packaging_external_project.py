@@ -1,0 +1,342 @@
+"""A fresh project outside the repository installs the package and uses each pytest plugin.
+
+The package reaches the project only through its distribution (sdist, then a wheel
+built from that sdist), installed into a new virtual environment: a module left out
+of the distribution or a wrong ``pytest11`` entry point fails here, where the
+repository's own runs (which import from the checkout) would not notice. Each
+plugin's test, stack file and ini are taken verbatim from the "Five-line example"
+section of its page in docs/testing, so the docs cannot drift from what works.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from importlib.metadata import distributions
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.processes import wait_until
+
+# Building and installing takes seconds with a warm uv cache, up to minutes from PyPI.
+pytestmark = pytest.mark.timeout(600)
+
+REPO = Path(__file__).resolve().parents[3]
+# The checkout's import packages: the plugins, and services (the sqlite_reset defaults).
+PACKAGES = ("services", "pytest_plugins")
+DOCS = REPO / "docs" / "testing"
+PLUGIN_DOCS = {"stack": "stack.md", "sqlite_reset": "sqlite-reset.md", "metrics": "metrics.md"}
+DISTRIBUTION = "local-ai-suite"
+INSTALL_TIMEOUT_S = 480
+RUN_TIMEOUT_S = 120
+# The only variables a user's shell would plausibly pass on; everything else (PYTHONPATH,
+# VIRTUAL_ENV, PYTEST_*, coverage's subprocess hooks) belongs to this run and must not leak.
+PASSED_ENV = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER")
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+FILE_BLOCK_LANGUAGES = {"python", "yaml", "ini"}
+
+
+@dataclass(frozen=True)
+class Example:
+    files: dict[str, str]  # file name -> content, as the docs show them
+    output: list[str]  # unlabelled blocks of the section (sample failure output)
+
+
+def five_line_example(doc: Path) -> Example:
+    """The files of ``doc``'s "Five-line example" section; each starts with ``# NAME``."""
+    text = doc.read_text(encoding="utf-8")
+    match = re.search(r"^## Five-line example\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match, f"{doc} has no '## Five-line example' section"
+    example = Example(files={}, output=[])
+    for language, body in FENCE.findall(match.group(1)):
+        if language not in FILE_BLOCK_LANGUAGES:
+            example.output.append(body)
+            continue
+        first, _, _ = body.partition("\n")
+        name = first.removeprefix("# ").strip()
+        assert first.startswith("# "), (
+            f"{doc}: every {language} block of the five-line example must start with"
+            f" '# FILENAME' naming the file it is, got {first!r}"
+        )
+        assert re.fullmatch(r"[\w.-]+", name), f"{doc}: {name!r} is not a plain file name"
+        example.files[name] = body
+    assert any(name.startswith("test_") for name in example.files), f"{doc}: no test file"
+    return example
+
+
+def check(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> None:
+    """Run an install step; fail with its output, since that output is the whole diagnosis."""
+    result = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} exited with {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}",
+            pytrace=False,
+        )
+
+
+def write_constraints(path: Path) -> Path:
+    """Pin the dependencies to the versions this checkout is tested with (its uv.lock).
+
+    Resolving to whatever PyPI has today would make this test about other people's
+    releases, and download what the uv cache already holds.
+    """
+    pins = sorted(
+        {
+            f"{dist.metadata['Name']}=={dist.version}"
+            for dist in distributions()
+            if dist.metadata["Name"]
+            and dist.metadata["Name"].lower().replace("_", "-") != DISTRIBUTION
+        }
+    )
+    path.write_text("\n".join(pins) + "\n", encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class ExternalEnv:
+    venv: Path
+    workdir: Path
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.venv / "bin"
+
+    def env(self) -> dict[str, str]:
+        """What a user's shell with only this venv on PATH would pass to pytest."""
+        env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+        outside_repo = [
+            entry
+            for entry in os.environ.get("PATH", "").split(os.pathsep)
+            if entry and not Path(entry).resolve().is_relative_to(REPO)
+        ]
+        env["PATH"] = os.pathsep.join([str(self.bin_dir), *outside_repo])
+        # Inner runs make their own basetemp here, never next to this run's.
+        env["TMPDIR"] = str(self.workdir / "tmp")
+        return env
+
+    def pytest(self, project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.bin_dir / "pytest"), *args],
+            cwd=project,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
+        self.assert_nothing_left_running()
+        return result
+
+    def assert_nothing_left_running(self) -> None:
+        """Services and reapers started from this venv must all be gone after a run."""
+
+        def left() -> list[str]:
+            found = []
+            for proc in psutil.process_iter(["cmdline", "status"]):
+                cmdline = proc.info["cmdline"] or []
+                if proc.info["status"] == psutil.STATUS_ZOMBIE or not cmdline:
+                    continue
+                if cmdline[0].startswith(str(self.venv)):
+                    found.append(f"pid {proc.pid}: {' '.join(cmdline)}")
+            return found
+
+        # A kill is asynchronous: wait well beyond a healthy teardown before calling it a leak.
+        assert wait_until(lambda: not left(), timeout=15), f"still running: {left()}"
+
+
+def install_env() -> dict[str, str]:
+    """This run's environment for the installers, minus what points them at our venv."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["UV_PYTHON_DOWNLOADS"] = "never"  # the system Python, as `make install` uses
+    return env
+
+
+def install_with_uv(uv: str, workdir: Path, constraints: Path) -> Path:
+    env = install_env()
+    dist, venv = workdir / "dist", workdir / "venv"
+    # `uv build` makes the sdist, then the wheel from that sdist: both must be complete.
+    check(
+        [uv, "build", "--python", sys.executable, "--out-dir", str(dist), str(REPO)],
+        cwd=workdir,
+        env=env,
+        timeout=INSTALL_TIMEOUT_S,
+    )
+    wheels = sorted(dist.glob("*.whl"))
+    assert len(wheels) == 1, f"expected one wheel in {dist}, found {wheels}"
+    check(
+        [uv, "venv", "--python", sys.executable, str(venv)],
+        cwd=workdir,
+        env=env,
+        timeout=INSTALL_TIMEOUT_S,
+    )
+    install = [uv, "pip", "install", "--python", str(venv / "bin" / "python")]
+    check(
+        [*install, "-c", str(constraints), str(wheels[0]), "pytest"],
+        cwd=workdir,
+        env=env,
+        timeout=INSTALL_TIMEOUT_S,
+    )
+    return venv
+
+
+def install_with_pip(workdir: Path, constraints: Path) -> Path:
+    env = install_env()
+    venv = workdir / "venv"
+    check(
+        [sys.executable, "-m", "venv", str(venv)],
+        cwd=workdir,
+        env=env,
+        timeout=INSTALL_TIMEOUT_S,
+    )
+    # pip builds the wheel straight from the checkout (no sdist step without `build`).
+    python = str(venv / "bin" / "python")
+    check(
+        [python, "-m", "pip", "install", "--quiet", "-c", str(constraints), str(REPO), "pytest"],
+        cwd=workdir,
+        env=env,
+        timeout=INSTALL_TIMEOUT_S,
+    )
+    return venv
+
+
+@pytest.fixture(scope="module")
+def external(tmp_path_factory: pytest.TempPathFactory) -> ExternalEnv:
+    """A virtual environment outside the repository with the built package and pytest."""
+    workdir = tmp_path_factory.mktemp("external")
+    assert not workdir.resolve().is_relative_to(REPO), (
+        f"{workdir} is inside the repository: pass a --basetemp outside {REPO}, or the"
+        " project would not be a stranger to it"
+    )
+    (workdir / "tmp").mkdir()
+    constraints = write_constraints(workdir / "constraints.txt")
+    uv = shutil.which("uv")
+    if uv is not None:
+        venv = install_with_uv(uv, workdir, constraints)
+    elif importlib.util.find_spec("ensurepip") is not None:
+        venv = install_with_pip(workdir, constraints)
+    else:
+        pytest.skip("neither uv nor venv with pip (ensurepip) is available to make a fresh venv")
+    return ExternalEnv(venv=venv, workdir=workdir)
+
+
+def new_project(external: ExternalEnv, name: str, files: dict[str, str]) -> Path:
+    project = external.workdir / "projects" / name
+    project.mkdir(parents=True)
+    for file_name, content in files.items():
+        (project / file_name).write_text(content, encoding="utf-8")
+    if "pytest.ini" not in files:
+        # Pins the rootdir to the project, as any real project's config file would.
+        (project / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    return project
+
+
+def outcomes(report: Path) -> dict[str, str]:
+    """``{test id: passed|failure|error|skipped}`` from a JUnit XML report."""
+    results = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        results[f"{case.get('classname')}::{case.get('name')}"] = kinds[0] if kinds else "passed"
+    return results
+
+
+def run_example(
+    external: ExternalEnv, project: Path
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    # -W error: the examples must not leak connections, files or threads either.
+    result = external.pytest(
+        project, "-W", "error", "-p", "no:cacheprovider", "--junitxml=report.xml"
+    )
+    report = project / "report.xml"
+    # No report: pytest could not even start (e.g. a plugin failed to import); say why.
+    assert report.exists(), f"pytest wrote no report:\n{result.stdout}\n{result.stderr}"
+    return result, outcomes(report)
+
+
+def package_files(root: Path) -> set[str]:
+    """Files of PACKAGES under ``root``, minus the bytecode Python writes next to them."""
+    return {
+        path.relative_to(root).as_posix()
+        for package in PACKAGES
+        for path in (root / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+
+
+def test_every_file_of_the_checkout_packages_is_installed(external: ExternalEnv) -> None:
+    # Modules started as `python -m ...` (the stack reaper) are imported by nothing
+    # that the examples exercise: only this comparison notices if one is left out.
+    site_packages = subprocess.run(
+        [
+            str(external.bin_dir / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
+        env=external.env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=True,
+    ).stdout.strip()
+    missing = package_files(REPO) - package_files(Path(site_packages))
+    assert not missing, f"in the checkout but not in the installed distribution: {sorted(missing)}"
+
+
+def test_the_three_plugins_load_from_the_installed_distribution(external: ExternalEnv) -> None:
+    project = new_project(external, "entry-points", {})
+    result = external.pytest(project, "--trace-config", "--help")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for option in ("--stack-backend", "--stack-file", "--metrics-contract", "sqlite_reset_migrate"):
+        assert option in result.stdout, f"{option} missing from pytest --help:\n{result.stdout}"
+    for plugin in PLUGIN_DOCS:
+        module = f"pytest_plugins.{plugin}.plugin"
+        loaded = re.search(
+            rf"PLUGIN registered: <module '{re.escape(module)}' from '([^']+)'>", result.stdout
+        )
+        assert loaded, f"{module} was not registered by its entry point:\n{result.stdout}"
+        assert Path(loaded.group(1)).is_relative_to(
+            external.venv
+        ), f"{module} came from {loaded.group(1)}, not from the installed distribution"
+
+
+@pytest.mark.parametrize("plugin", list(PLUGIN_DOCS))
+def test_the_documented_five_line_example_passes(external: ExternalEnv, plugin: str) -> None:
+    example = five_line_example(DOCS / PLUGIN_DOCS[plugin])
+    project = new_project(external, plugin, example.files)
+    result, results = run_example(external, project)
+    output = f"{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, output
+    assert results, f"no test ran:\n{output}"
+    assert set(results.values()) == {"passed"}, f"{results}\n{output}"
+
+
+def test_a_failing_metrics_assertion_shows_the_documented_nearest_series(
+    external: ExternalEnv,
+) -> None:
+    example = five_line_example(DOCS / PLUGIN_DOCS["metrics"])
+    correct, typo = '{"queue": "default"}', '{"queue": "defualt"}'
+    (test_name,) = [name for name in example.files if name.startswith("test_")]
+    assert (
+        example.files[test_name].count(correct) == 1
+    ), f"the metrics example no longer has {correct}"
+    assert len(example.output) == 1, "the metrics example should show one sample failure"
+    files = {**example.files, test_name: example.files[test_name].replace(correct, typo)}
+    result, results = run_example(external, new_project(external, "metrics-typo", files))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert set(results.values()) == {"failure"}, results
+    for line in example.output[0].splitlines():
+        assert (
+            line in result.stdout
+        ), f"documented line {line!r} not in the failure:\n{result.stdout}"
+    # __tracebackhide__: the report points at the user's test, not into the plugin.
+    assert "site-packages/pytest_plugins" not in result.stdout, result.stdout
