@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from filelock import FileLock
 
 from tests.support.processes import wait_until
 
@@ -210,10 +211,29 @@ def install_with_pip(workdir: Path, constraints: Path) -> Path:
     return venv
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def external(tmp_path_factory: pytest.TempPathFactory) -> ExternalEnv:
-    """A virtual environment outside the repository with the built package and pytest."""
-    workdir = tmp_path_factory.mktemp("external")
+    """A virtual environment outside the repository with the built package and pytest.
+
+    Built once per run: under xdist every worker's base temp folder sits in the run's
+    own folder, and the first worker to take the lock builds while the others wait,
+    then reuse it. Without xdist the base temp folder is the run's own.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    with FileLock(str(shared / "external-project.lock")):
+        workdir = shared / "external-project"
+        ready = workdir / "venv-ready"
+        if ready.exists():
+            return ExternalEnv(venv=Path(ready.read_text()), workdir=workdir)
+        workdir.mkdir(exist_ok=True)
+        env = _build_external(workdir)
+        ready.write_text(str(env.venv))
+        return env
+
+
+def _build_external(workdir: Path) -> ExternalEnv:
     assert not workdir.resolve().is_relative_to(REPO), (
         f"{workdir} is inside the repository: pass a --basetemp outside {REPO}, or the"
         " project would not be a stranger to it"
