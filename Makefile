@@ -7,9 +7,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null)
 export UV_PYTHON_DOWNLOADS := never
+# Compile the dependencies' bytecode at install: every later run (tests, `ai-suite up`)
+# then starts fast, even where PYTHONDONTWRITEBYTECODE stops Python from caching it.
+export UV_COMPILE_BYTECODE := 1
 VENV := .venv
 STAMP := $(VENV)/.synced
 PYTEST_ARGS ?=
+# Many examples per property in `make test` and CI; `pytest` alone uses the fast `dev` profile.
+HYPOTHESIS_PROFILE ?= ci
 
 .PHONY: help install up test test-unit test-integration test-e2e lint format security system-deps clean docker-up docker-down docker-images test-compose
 
@@ -49,7 +54,7 @@ format: install ## Apply black and ruff fixes
 	$(VENV)/bin/black .
 
 test: install lint ## Lint, then every test with coverage (gate: 80%)
-	$(VENV)/bin/pytest -n 2 --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -n 2 --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only
 	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)

@@ -5,16 +5,27 @@ exactly ``tests/unit`` and nobody has to remember to decorate a test.
 A folder whose tests the ``-m`` expression can never select is not even
 collected: ``pytest -m unit`` does not import the integration and e2e modules
 only to deselect them afterwards.
+
+Hypothesis runs under a profile named by ``HYPOTHESIS_PROFILE``: ``dev`` (the
+default) tries few examples per property so the edit-test loop stays fast;
+``ci`` (what ``make test`` and CI use) tries many.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from _pytest.mark.expression import Expression
+from hypothesis import settings
+
+# No deadline: a loaded 2-core CI machine makes per-example timings meaningless.
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # pytester drives the plugins of pytest_plugins/ as users run them.
 pytest_plugins = ["pytester"]
@@ -82,3 +93,4 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if folder_marker and markexpr and not folder_can_match(markexpr, folder_marker):
         return True
     return None
+

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.core.context import request_id_var, route_var, user_var
@@ -224,7 +224,6 @@ def test_secret_redacted_in_exception_text(cap: Capture) -> None:
     assert len(cap.lines()) == 1  # the traceback stays inside one JSON line
 
 
-@settings(max_examples=100, deadline=None)
 @given(key=st.builds(generate_key), before=st.text(), after=st.text())
 def test_generated_keys_never_reach_the_output(key: str, before: str, after: str) -> None:
     text = before + key + after

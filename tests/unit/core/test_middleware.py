@@ -157,12 +157,13 @@ async def test_unknown_paths_share_one_label(client: httpx.AsyncClient, scrape) 
     series_after_first = len(samples)
     bucket_series = len(await scrape(client, BUCKETS))
 
-    for _ in range(1000):
+    # 1,000 against the running platform: tests/e2e/test_platform_up.py
+    for _ in range(300):
         await client.get(random_path())
 
     samples = await scrape(client, REQUESTS)
     assert len(samples) == series_after_first
-    assert samples[0].value == 1001.0
+    assert samples[0].value == 301.0
     assert len(await scrape(client, BUCKETS)) == bucket_series
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.gateway.selection import (
@@ -13,8 +13,6 @@ from services.gateway.selection import (
     classify_prompt,
     code_score,
 )
-
-FAST = settings(max_examples=60, deadline=None)
 
 # Words that contain a keyword or code token as a substring but are ordinary prose.
 DECOYS = [
@@ -222,7 +220,6 @@ def test_long_prompt_is_sampled_at_head_and_tail() -> None:
     assert code_score(filler + "``` in the middle " + filler) == 0
 
 
-@FAST
 @given(st.lists(st.sampled_from(PROSE + DECOYS), max_size=40))
 def test_prose_of_non_code_words_is_chat(words: list[str]) -> None:
     text = " ".join(words)
@@ -230,19 +227,16 @@ def test_prose_of_non_code_words_is_chat(words: list[str]) -> None:
     assert classify_prompt(user(text)) is ModelKind.CHAT
 
 
-@FAST
 @given(st.text(max_size=300))
 def test_fenced_block_is_code(text: str) -> None:
     assert classify_prompt(user(f"```\n{text}\n```")) is ModelKind.CODE
 
 
-@FAST
 @given(st.text(max_size=300), st.lists(st.sampled_from(DECOYS), min_size=1, max_size=10))
 def test_substring_decoys_never_raise_the_score(text: str, decoys: list[str]) -> None:
     assert code_score(f"{text}\n{' '.join(decoys)}") == code_score(text)
 
 
-@FAST
 @given(st.text(max_size=500))
 def test_total_and_deterministic_on_any_text(text: str) -> None:
     score = code_score(text)
@@ -251,7 +245,6 @@ def test_total_and_deterministic_on_any_text(text: str) -> None:
     assert classify_prompt(user(text)) == classify_prompt(user(text))
 
 
-@FAST
 @given(
     st.lists(
         st.fixed_dictionaries(

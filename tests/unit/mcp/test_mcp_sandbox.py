@@ -255,9 +255,7 @@ SEGMENTS = st.sampled_from(
 )
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     segments=st.lists(SEGMENTS, min_size=1, max_size=6),
     absolute=st.sampled_from(["", "/", "ROOT"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.rag.chunking import chunk_text, estimate_tokens
@@ -93,7 +93,6 @@ _TEXT = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=150, deadline=None)
 @given(text=_TEXT, size=st.integers(1, 40), overlap_ratio=st.floats(0, 0.9))
 def test_every_character_is_kept_and_chunks_respect_the_size(
     text: str, size: int, overlap_ratio: float
@@ -116,7 +115,6 @@ def test_every_character_is_kept_and_chunks_respect_the_size(
 
 
 @given(st.text(max_size=200))
-@settings(max_examples=100, deadline=None)
 def test_any_unicode_text_chunks_without_error(text: str) -> None:
     for chunk in chunk_text(text, size=8, overlap=2):
         assert re.sub(r"\s", "", chunk.text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -19,7 +19,6 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     doc_id=st.text(max_size=40),
     text=st.text(max_size=60),
@@ -38,7 +37,6 @@ def test_documents_validate_or_fail_cleanly(doc_id: str, text: str, metadata: An
     assert point_id("c", doc.id, 0) == point_id("c", doc.id, 0)
 
 
-@settings(max_examples=200, deadline=None)
 @given(query=st.text(max_size=60), filters=st.dictionaries(st.text(max_size=10), _JSON, max_size=3))
 def test_queries_validate_or_fail_cleanly(query: str, filters: Any) -> None:
     try:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.security.db import Database
@@ -68,7 +68,6 @@ def test_looks_like_key_rejects_near_misses(mutate) -> None:
     assert not looks_like_key(mutate(generate_key()))
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.text())
 def test_looks_like_key_false_for_arbitrary_text(text: str) -> None:
     if looks_like_key(text):
@@ -77,7 +76,6 @@ def test_looks_like_key_false_for_arbitrary_text(text: str) -> None:
         assert set(text[4:]) <= URLSAFE
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.text(alphabet=sorted(URLSAFE), min_size=43, max_size=43))
 def test_looks_like_key_true_for_key_shaped_text(body: str) -> None:
     assert looks_like_key("ais_" + body)
@@ -86,7 +84,6 @@ def test_looks_like_key_true_for_key_shaped_text(body: str) -> None:
 # --- parse_bearer ----------------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.one_of(st.none(), st.text(), st.text().map(lambda t: "Bearer " + t)))
 def test_parse_bearer_never_raises_and_only_accepts_bearer(header: str | None) -> None:
     token = parse_bearer(header)
@@ -99,7 +96,6 @@ def test_parse_bearer_never_raises_and_only_accepts_bearer(header: str | None) -
         assert not any(c.isspace() for c in token)
 
 
-@settings(max_examples=100, deadline=None)
 @given(
     scheme=st.sampled_from(["Bearer", "bearer", "BEARER", "bEaReR"]),
     token=st.text(min_size=1).filter(lambda t: not any(c.isspace() for c in t)),

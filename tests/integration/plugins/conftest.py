@@ -1,4 +1,5 @@
-"""Fixtures for the plugin tests: ``pytester``, and the arguments that load a plugin.
+"""Fixtures for the plugin tests that drive pytest itself: ``pytester``, and the arguments
+that load a plugin.
 
 pytest accepts ``pytest_plugins = [...]`` only in the rootdir conftest, so the
 ``pytester`` plugin is registered here at configure time unless ``-p pytester``

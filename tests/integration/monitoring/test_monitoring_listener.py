@@ -1,23 +1,18 @@
-"""The alert listener: Alertmanager-shaped webhooks in, one readable line per alert out."""
+"""The alert listener on a real socket: Alertmanager-shaped webhooks in, one readable line
+per alert out. Parsing alone: tests/unit/monitoring/test_monitoring_webhook.py."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from services.monitoring.alerts_listener import (
     MAX_BODY_BYTES,
     AlertListener,
-    Notification,
-    WebhookError,
-    parse_webhook,
 )
 
 
@@ -141,31 +136,6 @@ def test_other_paths_size_and_health(client: httpx.Client, listener: Any) -> Non
         listener.url, content=iter([b"{}"]), headers={"Transfer-Encoding": "chunked"}
     )
     assert no_length.status_code == 411
-
-
-def test_parse_webhook_fills_gaps() -> None:
-    when = datetime(2026, 1, 1, tzinfo=UTC)
-    (only,) = parse_webhook(
-        {"status": "firing", "alerts": [{"labels": {"alertname": "X"}}]}, received_at=when
-    )
-    assert only.fingerprint  # derived from the labels when Alertmanager sends none
-    assert only.line() == "2026-01-01T00:00:00Z FIRING            X service=- severity=-"
-    described = Notification(when, "firing", {}, {"description": "d"}, "", "", "f", "r")
-    assert described.summary == "d"
-    assert described.alertname == "?"
-
-
-@settings(max_examples=40)
-@given(
-    st.recursive(
-        st.none() | st.booleans() | st.text(max_size=5),
-        lambda c: st.lists(c) | st.dictionaries(st.text(max_size=5), c),
-        max_leaves=10,
-    )
-)
-def test_parse_webhook_rejects_garbage_cleanly(payload: Any) -> None:
-    with contextlib.suppress(WebhookError):
-        parse_webhook(payload)
 
 
 def test_serve_forever_and_shutdown(client: httpx.Client) -> None:
