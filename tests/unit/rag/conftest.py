@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.rag.app import create_app
 from services.rag.settings import RagSettings
+from services.rag.store import VectorStore
 from services.security.db import Database
 from services.security.keys import KeyStore
 from services.security.migrations import migrate
@@ -38,6 +39,15 @@ def rag_security_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ssl_context() -> ssl.SSLContext:
     """Built once: loading the CA bundle costs more than a whole RAG unit test."""
     return ssl.create_default_context()
+
+
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VectorStore]:
+    """One local Qdrant for the session: opening one costs more than most RAG unit tests
+    (qdrant-client copies its whole model schema per client). Emptied after each test."""
+    store = VectorStore.open(url=None, api_key=None, path=tmp_path_factory.mktemp("qdrant"))
+    yield store
+    store.close()
 
 
 @dataclass
@@ -86,14 +96,19 @@ def rag_settings(tmp_path: Path, rag_security_template: Path) -> RagSettings:
 
 @pytest.fixture
 def make_rag(
-    rag_settings: RagSettings, rag_security_template: Path, ssl_context: ssl.SSLContext
+    rag_settings: RagSettings,
+    rag_security_template: Path,
+    ssl_context: ssl.SSLContext,
+    shared_store: VectorStore,
 ) -> Callable[..., Any]:
     viewer, developer = (rag_security_template.parent / "keys.txt").read_text().split()
 
-    async def factory(**overrides: Any) -> AsyncIterator[Rag]:
+    async def factory(*, own_store: bool = False, **overrides: Any) -> AsyncIterator[Rag]:
+        """``own_store``: the app opens (and closes) its own Qdrant, for tests that break it."""
         settings = rag_settings.model_copy(update=overrides) if overrides else rag_settings
         http = httpx.AsyncClient(verify=ssl_context)
-        app = create_app(settings, http_client=http)
+        store = None if own_store else shared_store
+        app = create_app(settings, http_client=http, store=store)
         try:
             async with (
                 app.router.lifespan_context(app),
@@ -112,6 +127,9 @@ def make_rag(
                 )
         finally:
             await http.aclose()
+            if store is not None:
+                for collection in store.list_collections():
+                    store.drop(collection.name)
 
     return factory
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from tests.unit.rag.conftest import Rag
 
 RAG_METRICS = (
@@ -42,7 +45,12 @@ async def test_unknown_collections_share_one_label(rag: Rag) -> None:
     assert "nope1" not in text
 
 
-async def test_vector_store_failure_is_503_and_counted(rag: Rag) -> None:
+async def test_vector_store_failure_is_503_and_counted(make_rag: Callable[..., Any]) -> None:
+    async for rag in make_rag(own_store=True):
+        await _store_failure_is_503_and_counted(rag)
+
+
+async def _store_failure_is_503_and_counted(rag: Rag) -> None:
     await rag.index("c", {"id": "a", "text": "text"})
     rag.app.state.store.close()  # the store is gone: every call now fails
     response = await rag.query("c", "text")
