@@ -20,8 +20,8 @@ from filelock import FileLock, Timeout
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
 from services.cli.platform import monitoring_installed, monitoring_services, platform_services
-from services.cli.supervisor import ServiceFailed, Supervisor
 from services.core.settings import CoreSettings
+from services.core.supervisor import ServiceFailed, Supervisor
 from services.security.db import Database
 from services.security.keys import KeyStore, KeyStoreError
 from services.security.migrations import LATEST_VERSION, current_version, migrate

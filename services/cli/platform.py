@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from services.cli.supervisor import ServiceSpec
 from services.core.settings import CoreSettings
+from services.core.supervisor import ServiceSpec
 
 
 def platform_services(settings: CoreSettings) -> list[ServiceSpec]:

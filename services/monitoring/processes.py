@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from services.cli.supervisor import ServiceSpec
+from services.core.supervisor import ServiceSpec
 from services.monitoring.config import MonitoringRender
 from services.monitoring.settings import MonitoringSettings
 

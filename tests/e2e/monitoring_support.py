@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from pytest_plugins.stack import Stack
-from services.cli.supervisor import Supervisor
+from services.core.supervisor import Supervisor
 from services.monitoring.alerts_listener import AlertListener
 from services.monitoring.config import MonitoringRender, render_alertmanager, render_prometheus
 from services.monitoring.dashboards import PanelQuery, load_dashboard

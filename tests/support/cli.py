@@ -1,4 +1,4 @@
-"""Fixtures for the ``ai-suite`` CLI tests (unit and integration conftests import them):
+"""Fixtures for the ``ai-suite`` CLI tests (unit, integration and core conftests import them):
 a private data directory, a migrated database, and an in-process runner."""
 
 from __future__ import annotations

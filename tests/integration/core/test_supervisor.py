@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from services.cli.supervisor import (
+from services.core.supervisor import (
     _LIBC,
     ServiceFailed,
     ServiceSpec,
@@ -212,7 +212,7 @@ def test_start_refuses_a_busy_port(supervisor: Supervisor, listening: int) -> No
 SUPERVISOR_PROCESS = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from services.cli.supervisor import ServiceSpec, Supervisor
+    from services.core.supervisor import ServiceSpec, Supervisor
 
     supervisor = Supervisor(Path(sys.argv[1]))
     running = supervisor.start(ServiceSpec(
