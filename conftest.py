@@ -93,4 +93,3 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if folder_marker and markexpr and not folder_can_match(markexpr, folder_marker):
         return True
     return None
-
