@@ -74,13 +74,11 @@ docker-down: ## Stop the Docker Engine that docker-up started
 docker-images: install ## Build the service image without registry access (docs/docker.md)
 	docker/build-images.sh
 
-# The e2e tests that use the `stack` fixture, on containers. (The others drive
-# `ai-suite up`, which runs local processes by design.) The compose backend's own
-# plugin tests (tests/integration/stack/test_stack_compose.py) are not in this CI
-# list yet: test_service_dying_at_start_... left a container behind in 1 of 2 runs
-# (a `docker compose down` after a failed `up --wait`); run them with
-# `make test-compose COMPOSE_TESTS=tests/integration/stack/test_stack_compose.py`.
-COMPOSE_TESTS ?= tests/e2e/test_stack_platform.py tests/e2e/test_monitoring_e2e.py
+# The e2e tests that use the `stack` fixture, on containers (the others drive
+# `ai-suite up`, which runs local processes by design), and the compose backend's own
+# plugin tests (start, logs, fault injection, fail-fast, kill -9 leaves no container).
+COMPOSE_TESTS ?= tests/e2e/test_stack_platform.py tests/e2e/test_monitoring_e2e.py \
+	tests/integration/stack/test_stack_compose.py
 
 test-compose: install docker-images ## Stack e2e tests on containers (needs an engine: make docker-up)
 	$(VENV)/bin/pytest -n 2 --stack-backend=compose $(COMPOSE_TESTS) $(PYTEST_ARGS)

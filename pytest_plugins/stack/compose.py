@@ -26,13 +26,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 from pathlib import Path
 
-import httpx
-
 from pytest_plugins.stack import docker_cli
-from pytest_plugins.stack.local import ServiceStartError, free_port, tail
+from pytest_plugins.stack.backend import ServiceStartError, StackBackend
 from pytest_plugins.stack.spec import ServiceSpec, StackSpec
 from pytest_plugins.stack.state import StackState
 
@@ -51,20 +48,19 @@ def project_name(spec: StackSpec, state_dir: Path, token: str) -> str:
     return f"pytest-{spec.name}-{digest.hexdigest()[:10]}"
 
 
-class ComposeBackend:
+class ComposeBackend(StackBackend):
     name = "compose"
+    # Whether the container is still up costs a `docker compose ps` call: asked at most
+    # once a second, between HTTP probes 0.1 s apart.
+    probe_interval = 0.1
+    liveness_interval = 1.0
 
     def __init__(self, spec: StackSpec, run_dir: Path, state: StackState, state_file: Path):
         if not spec.compose_files:
             raise ServiceStartError(f"stack {spec.name!r} has no compose_files")
         if state.compose_project is None:
             raise ServiceStartError("the compose backend needs a project name in the state")
-        self.spec = spec
-        self.run_dir = run_dir
-        self.state = state
-        self.state_file = state_file
-
-    # -- addresses ---------------------------------------------------------
+        super().__init__(spec, run_dir, state, state_file)
 
     def compose_service(self, name: str) -> str:
         service = self.spec.service(name)
@@ -73,20 +69,6 @@ class ComposeBackend:
                 f"{name}: no 'compose_service' in the stack file for the compose backend"
             )
         return service.compose_service
-
-    def assign_ports(self) -> None:
-        for service in self.spec.services:
-            self.state.ports.setdefault(service.name, free_port())
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.state.ports[name]}"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.run_dir / "data"
-
-    def log_path(self, name: str) -> Path:
-        return self.run_dir / "logs" / f"{name}.log"
 
     # -- the compose CLI ---------------------------------------------------
 
@@ -162,10 +144,10 @@ class ComposeBackend:
         parts = []
         for service in services:
             row = states.get(self.compose_service(service.name), {})
-            lines = "\n".join(f"    {line}" for line in tail(self.log_path(service.name)))
             parts.append(
                 f"{service.name}: {row.get('State', 'no container')}"
-                f" (exit code {row.get('ExitCode', '?')}); last log lines:\n{lines or '    (none)'}"
+                f" (exit code {row.get('ExitCode', '?')}); last log lines:\n"
+                + self.log_tail(service.name)
             )
         return "\n".join(parts)
 
@@ -176,35 +158,16 @@ class ComposeBackend:
                 return str(row.get("State", "")), int(row.get("ExitCode", 0) or 0)
         return "missing", -1
 
-    def wait_ready(self, name: str, timeout: float | None = None) -> float:
-        service = self.spec.service(name)
-        timeout = service.ready.timeout if timeout is None else timeout
-        url = self.url(name) + service.ready.http
-        started = time.monotonic()
-        last = "no answer yet"
-        next_state_check = 0.0
-        with httpx.Client(timeout=1.0, trust_env=False) as client:
-            while time.monotonic() - started < timeout:
-                if time.monotonic() >= next_state_check:
-                    state, code = self._container_state(name)
-                    if state in {"exited", "dead", "missing"}:
-                        raise ServiceStartError(
-                            f"{name} ({state}, exit code {code}) stopped before it was ready;"
-                            f" {self._failure_details([service])}"
-                        )
-                    next_state_check = time.monotonic() + 1.0
-                try:
-                    response = client.get(url)
-                    if response.status_code == 200:
-                        return time.monotonic() - started
-                    last = f"{service.ready.http} answered {response.status_code}"
-                except httpx.HTTPError as exc:
-                    last = type(exc).__name__
-                time.sleep(0.1)
-        raise ServiceStartError(
-            f"{name} was not ready within {timeout:g}s (last probe: {last});"
-            f" {self._failure_details([service])}"
-        )
+    def _raise_if_dead(self, service: ServiceSpec) -> None:
+        state, code = self._container_state(service.name)
+        if state in {"exited", "dead", "missing"}:
+            raise ServiceStartError(
+                f"{service.name} ({state}, exit code {code}) stopped before it was ready;"
+                f" {self._failure_details([service])}"
+            )
+
+    def _not_ready_details(self, service: ServiceSpec) -> str:
+        return self._failure_details([service])
 
     # -- logs --------------------------------------------------------------
 
@@ -276,10 +239,6 @@ class ComposeBackend:
 
     def resume(self, name: str) -> None:
         self.compose("unpause", self._require_started(name))
-
-    def restart(self, name: str) -> None:
-        self.stop(name)
-        self.start(name)
 
     def stop_all(self) -> None:
         self.sync_logs()

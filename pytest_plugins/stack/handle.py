@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
+from pytest_plugins.stack.backend import ServiceStartError, StackBackend
 from pytest_plugins.stack.exclusive import Coordinator
-from pytest_plugins.stack.local import ServiceStartError
-from pytest_plugins.stack.manager import Backend, StackManager
+from pytest_plugins.stack.manager import StackManager
 from pytest_plugins.stack.state import StackState
 
 
@@ -20,7 +20,7 @@ class Stack:
     service restarted by one xdist worker is seen by the others.
     """
 
-    def __init__(self, manager: StackManager, backend: Backend) -> None:
+    def __init__(self, manager: StackManager, backend: StackBackend) -> None:
         self.manager = manager
         self.backend = backend
         self.coordinator = Coordinator(manager.run_dir / "coordination")

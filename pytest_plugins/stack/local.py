@@ -10,66 +10,28 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
-from collections import deque
 from pathlib import Path
 
-import httpx
 import psutil
 
+from pytest_plugins.stack.backend import ServiceStartError, StackBackend
 from pytest_plugins.stack.spec import ServiceSpec, StackSpec, render
 from pytest_plugins.stack.state import ProcessRecord, StackState
 
 
-class ServiceStartError(RuntimeError):
-    """A service died or never became ready; the message has its exit code and log tail."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 20) -> list[str]:
-    try:
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]
-    except FileNotFoundError:
-        return []
-
-
-class LocalBackend:
+class LocalBackend(StackBackend):
     name = "local"
 
     def __init__(self, spec: StackSpec, run_dir: Path, state: StackState, state_file: Path):
-        self.spec = spec
-        self.run_dir = run_dir
-        self.state = state
-        self.state_file = state_file
+        super().__init__(spec, run_dir, state, state_file)
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
-
-    # -- addresses ---------------------------------------------------------
-
-    def assign_ports(self) -> None:
-        for service in self.spec.services:
-            self.state.ports.setdefault(service.name, free_port())
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.state.ports[name]}"
-
-    @property
-    def data_dir(self) -> Path:
-        """One data directory shared by the stack's services (``{data_dir}``)."""
-        return self.run_dir / "data"
-
-    def log_path(self, name: str) -> Path:
-        return self.run_dir / "logs" / f"{name}.log"
 
     def sync_logs(self) -> None:
         """Nothing to do: the processes write their log files themselves."""
+
+    # -- placeholders ------------------------------------------------------
 
     def _context(self, service: ServiceSpec) -> dict[str, str]:
         context = {
@@ -130,34 +92,17 @@ class LocalBackend:
         record = self.state.processes.get(name)
         return None if record and record.alive() else -1
 
-    def wait_ready(self, name: str, timeout: float | None = None) -> float:
-        service = self.spec.service(name)
-        timeout = service.ready.timeout if timeout is None else timeout
-        url = self.url(name) + service.ready.http
-        started = time.monotonic()
-        last = "no answer yet"
-        with httpx.Client(timeout=1.0, trust_env=False) as client:
-            while time.monotonic() - started < timeout:
-                code = self._exit_code(name)
-                if code is not None:
-                    lines = "\n".join(f"    {line}" for line in tail(self.log_path(name)))
-                    raise ServiceStartError(
-                        f"{name} exited with code {code} before it was ready"
-                        f" (log: {self.log_path(name)}); last lines:\n{lines or '    (none)'}"
-                    )
-                try:
-                    response = client.get(url)
-                    if response.status_code == 200:
-                        return time.monotonic() - started
-                    last = f"{service.ready.http} answered {response.status_code}"
-                except httpx.HTTPError as exc:
-                    last = type(exc).__name__
-                time.sleep(0.05)
-        lines = "\n".join(f"    {line}" for line in tail(self.log_path(name)))
-        raise ServiceStartError(
-            f"{name} was not ready within {timeout:g}s (last probe: {last});"
-            f" last log lines:\n{lines or '    (none)'}"
-        )
+    def _raise_if_dead(self, service: ServiceSpec) -> None:
+        code = self._exit_code(service.name)
+        if code is not None:
+            raise ServiceStartError(
+                f"{service.name} exited with code {code} before it was ready"
+                f" (log: {self.log_path(service.name)}); last lines:\n"
+                + self.log_tail(service.name)
+            )
+
+    def _not_ready_details(self, service: ServiceSpec) -> str:
+        return f"last log lines:\n{self.log_tail(service.name)}"
 
     # -- fault injection ---------------------------------------------------
 
@@ -194,10 +139,6 @@ class LocalBackend:
 
     def resume(self, name: str) -> None:
         self._signal(name, signal.SIGCONT)
-
-    def restart(self, name: str) -> None:
-        self.stop(name)
-        self.start(name)
 
     def _reap(self, name: str, wait: bool = False) -> None:
         process = self._popen.get(name)

@@ -19,13 +19,13 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from pytest_plugins.stack.backend import StackBackend
 from pytest_plugins.stack.compose import ComposeBackend, project_name
 from pytest_plugins.stack.local import LocalBackend
 from pytest_plugins.stack.spec import StackSpec
 from pytest_plugins.stack.state import StackState, sweep
 
 OWNER_ENV = "PYTEST_STACK_OWNER"  # "pid:create_time" of the run's controller
-Backend = LocalBackend | ComposeBackend
 
 
 class StackManager:
@@ -46,7 +46,7 @@ class StackManager:
         self.state_file = state_dir / f"{spec.name}.json"
         self.run_dir = state_dir / spec.name
         self._reaper: subprocess.Popen[bytes] | None = None
-        self.backend: Backend | None = None
+        self.backend: StackBackend | None = None
         self._lock = FileLock(str(state_dir / f"{spec.name}.lock"), timeout=lock_timeout)
         state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -68,12 +68,12 @@ class StackManager:
             return True  # started earlier in this run by another worker
         return self.keep and state.keep
 
-    def _make_backend(self, state: StackState) -> Backend:
+    def _make_backend(self, state: StackState) -> StackBackend:
         if state.backend == "compose":
             return ComposeBackend(self.spec, self.run_dir, state, self.state_file)
         return LocalBackend(self.spec, self.run_dir, state, self.state_file)
 
-    def acquire(self, only: list[str] | None = None, *, backend: str = "local") -> Backend:
+    def acquire(self, only: list[str] | None = None, *, backend: str = "local") -> StackBackend:
         """The running stack, started if needed; ``only`` limits what a new start includes.
 
         ``backend`` is ``local`` or ``compose``; a running stack of the other kind is
@@ -117,8 +117,8 @@ class StackManager:
             try:
                 fresh.start_all(only)
             except BaseException:
-                fresh.stop_all()
-                self.state_file.unlink(missing_ok=True)
+                fresh.stop_all()  # a failed start leaves nothing behind
+                self._drop_state(fresh.state)
                 raise
             return fresh
 
@@ -149,8 +149,19 @@ class StackManager:
             if state.keep:
                 return False
             backend.stop_all()
-            self.state_file.unlink(missing_ok=True)
+            self._drop_state(state)
             return True
+
+    def _drop_state(self, state: StackState) -> None:
+        """Forget a stopped stack, unless Docker failed to remove its Compose project.
+
+        The record is then kept: the reaper retries when this run ends and the next
+        run's sweep after that, instead of the containers being forgotten.
+        """
+        if state.compose_leftover:
+            state.save(self.state_file)
+        else:
+            self.state_file.unlink(missing_ok=True)
 
     def _copy_logs(self, artifacts_dir: Path) -> None:
         logs = self.run_dir / "logs"

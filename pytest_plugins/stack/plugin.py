@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from pytest_plugins.stack import compose
+from pytest_plugins.stack.backend import ServiceStartError
 from pytest_plugins.stack.handle import Stack
-from pytest_plugins.stack.local import ServiceStartError
 from pytest_plugins.stack.manager import OWNER_ENV, StackManager, owner_from_env
 from pytest_plugins.stack.spec import StackSpecError, load_stack
 from pytest_plugins.stack.state import current_process_identity

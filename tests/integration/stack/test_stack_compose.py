@@ -19,6 +19,10 @@ import pytest
 import yaml
 
 from pytest_plugins.stack import docker_cli
+from pytest_plugins.stack.backend import ServiceStartError
+from pytest_plugins.stack.manager import StackManager
+from pytest_plugins.stack.spec import load_stack
+from pytest_plugins.stack.state import StackState, current_process_identity
 
 pytestmark = pytest.mark.timeout(300)
 IMAGE = os.environ.get("AI_SUITE_IMAGE", "local-ai-suite:latest")
@@ -93,20 +97,27 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
-def demo_containers() -> list[str]:
+def demo_containers(project: pytest.Pytester) -> list[str]:
+    """This test's containers, in any state: those Compose made from its own Compose file.
+
+    Scoped by Compose's working-directory label (the pytester directory): under xdist,
+    other tests of this file run their own demo stacks at the same time, and their
+    containers are not this test's leftovers.
+    """
+    label = f"com.docker.compose.project.working_dir={project.path.resolve()}"
     result = docker_cli.run_docker(
-        ["ps", "-a", "--format", '{{.Label "com.docker.compose.project"}} {{.Names}}'],
+        ["ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}} ({{.Status}})"],
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    return [line for line in result.stdout.splitlines() if line.startswith("pytest-demo-")]
+    return result.stdout.splitlines()
 
 
-def wait_until_no_containers(timeout: float = 90) -> None:
+def wait_until_no_containers(project: pytest.Pytester, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    while demo_containers() and time.monotonic() < deadline:
+    while demo_containers(project) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert demo_containers() == []
+    assert demo_containers(project) == []
 
 
 @needs_compose
@@ -126,7 +137,7 @@ def test_compose_stack_serves_reports_logs_and_leaves_nothing(project: pytest.Py
     result.stdout.fnmatch_lines(["*stack log: web*", "*GET /marker-of-the-failing-test*"])
     assert "GET /ok" not in result.stdout.str().split("stack log: web", 1)[1]
     assert "GET /ok" in (project.path / "artifacts" / "demo" / "web.log").read_text()
-    assert demo_containers() == []
+    assert demo_containers(project) == []
 
 
 @needs_compose
@@ -157,7 +168,7 @@ def test_fault_injection_on_containers(project: pytest.Pytester) -> None:
         """)
     result = project.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=1)
-    assert demo_containers() == []
+    assert demo_containers(project) == []
 
 
 @needs_compose
@@ -169,7 +180,7 @@ def test_service_dying_at_start_fails_fast_with_its_exit_code_and_log(
     result = project.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*exit code 7*", "*fatal: cannot open the frobnicator*"])
-    assert demo_containers() == []
+    assert demo_containers(project) == []
 
 
 @needs_compose
@@ -193,10 +204,10 @@ def test_kill_9_of_pytest_leaves_no_container(project: pytest.Pytester) -> None:
             assert process.poll() is None, "pytest ended before the stack was up"
             assert time.monotonic() < deadline, "the stack did not come up"
             time.sleep(0.2)
-        assert demo_containers()
+        assert demo_containers(project)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
-        wait_until_no_containers()  # the reaper took the project down
+        wait_until_no_containers(project)  # the reaper took the project down
         state_files = list(Path(project.path / ".state").glob("*.json"))
         assert state_files == []
     finally:
@@ -217,3 +228,35 @@ def test_compose_without_docker_is_skipped_with_the_reason(
     result.stdout.fnmatch_lines(
         ["*stack backend 'compose' unavailable: the docker CLI is not installed*"]
     )
+
+
+def test_a_project_docker_did_not_remove_stays_recorded_for_a_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed start whose `docker compose down` fails too must not forget the project.
+
+    No docker CLI stands for any Docker failure: `up` and `down` both fail. The record
+    stays, marked as a leftover, so that the reaper (when this run ends) and the next
+    run's sweep retry the removal.
+    """
+    empty = tmp_path / "no-docker-here"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    (tmp_path / "compose.yml").write_text(yaml.safe_dump(COMPOSE))
+    (tmp_path / "stack.yaml").write_text(
+        "name: demo\ncompose_files: [compose.yml]\nservices:\n"
+        "  web:\n    compose_service: web\n    ready: {http: /health, timeout: 5}\n"
+    )
+    manager = StackManager(
+        load_stack(tmp_path / "stack.yaml"),
+        state_dir=tmp_path / ".state",
+        owner=current_process_identity(),
+        keep=True,  # no reaper: it would outlive the test while the record stays
+    )
+    with pytest.raises(ServiceStartError, match="docker: command not found"):
+        manager.acquire(backend="compose")
+    state = StackState.load(manager.state_file)
+    assert state is not None
+    assert state.compose_leftover
+    assert state.compose_project is not None
+    assert state.compose_project.startswith("pytest-demo-")
