@@ -24,6 +24,11 @@ help: ## List the targets
 $(STAMP): pyproject.toml uv.lock
 	@if [ -z "$(UV)" ]; then echo "uv not found: installing it with pip"; $(PYTHON) -m pip install --quiet uv; fi
 	$(PYTHON) -m uv sync --frozen
+	@# pytest rewrites the asserts of test and plugin modules on import and caches the result
+	@# beside the bytecode; it reads that cache even where PYTHONDONTWRITEBYTECODE stops it
+	@# writing one, so write it once here (collection only, a few seconds).
+	@echo "caching pytest's assertion rewriting"
+	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/pytest --collect-only -q -p no:cacheprovider | tail -n 1
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with the locked dependencies (installs uv if missing)
