@@ -10,6 +10,7 @@ the owner dies without tearing down.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -19,13 +20,19 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from pytest_plugins.stack.backend import StackBackend
+from pytest_plugins.stack.backend import ServiceStartError, StackBackend, tail
 from pytest_plugins.stack.compose import ComposeBackend, project_name
 from pytest_plugins.stack.local import LocalBackend
+from pytest_plugins.stack.reaper import READY_LINE
 from pytest_plugins.stack.spec import StackSpec
 from pytest_plugins.stack.state import StackState, sweep
 
 OWNER_ENV = "PYTEST_STACK_OWNER"  # "pid:create_time" of the run's controller
+REAPER_START_TIMEOUT = 30.0  # generous: a loaded CI machine imports slowly
+
+
+class ReaperStartError(ServiceStartError):
+    """The watchdog that guarantees no orphans could not be started."""
 
 
 class StackManager:
@@ -110,7 +117,11 @@ class StackManager:
                 state.compose_project = project_name(self.spec, self.state_dir, token)
             state.save(self.state_file)
             if not self.keep:
-                state.reaper_pid = self._start_reaper()
+                try:
+                    state.reaper_pid = self._start_reaper()
+                except ReaperStartError:
+                    self.state_file.unlink(missing_ok=True)  # nothing runs: nothing to record
+                    raise
                 state.save(self.state_file)
             fresh = self._make_backend(state)
             self.backend = fresh
@@ -123,15 +134,34 @@ class StackManager:
             return fresh
 
     def _start_reaper(self) -> int:
-        # Kept referenced for the whole run: the reaper must outlive this object.
-        self._reaper = subprocess.Popen(  # noqa: S603 - our own module, no shell
-            [sys.executable, "-m", "pytest_plugins.stack.reaper", str(self.state_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # survives Ctrl-C and the death of pytest
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        """Start the watchdog and wait for it to say it is watching.
+
+        Without that answer a reaper that cannot start (a broken install, a missing
+        module) would go unnoticed until the day it is needed.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = self.run_dir / "reaper.log"
+        with log.open("ab") as errors:
+            # Kept referenced for the whole run: the reaper must outlive this object.
+            self._reaper = subprocess.Popen(  # noqa: S603 - our own module, no shell
+                [sys.executable, "-m", "pytest_plugins.stack.reaper", str(self.state_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                start_new_session=True,  # survives Ctrl-C and the death of pytest
+                cwd=Path(__file__).resolve().parents[2],
+            )
+        assert self._reaper.stdout is not None
+        with self._reaper.stdout as answer:
+            ready, _, _ = select.select([answer], [], [], REAPER_START_TIMEOUT)
+            line = answer.readline() if ready else b""
+        if line.strip() != READY_LINE.encode():
+            self._reaper.kill()
+            self._reaper.wait()
+            raise ReaperStartError(
+                f"the stack's reaper (which removes the stack if pytest dies) did not start"
+                f" within {REAPER_START_TIMEOUT:g}s; its output ({log}):\n" + "\n".join(tail(log))
+            )
         return self._reaper.pid
 
     def teardown(self, artifacts_dir: Path | None = None) -> bool:

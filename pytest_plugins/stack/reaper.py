@@ -17,6 +17,7 @@ from pathlib import Path
 from pytest_plugins.stack.state import StackState
 
 POLL_SECONDS = 0.25
+READY_LINE = "watching"  # printed once at start: the starter waits for it
 
 
 def watch(state_file: Path, poll: float = POLL_SECONDS) -> int:
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m pytest_plugins.stack.reaper STATE_FILE", file=sys.stderr)
         return 2
+    print(READY_LINE, flush=True)
     return watch(Path(args[0]))
 
 
