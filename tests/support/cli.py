@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from services.cli.main import cli
-from services.security.db import Database
-from services.security.migrations import migrate
+from tests.support.keys import migrated_database
 from tests.support.live import free_port
 
 # Variables CoreSettings reads; a developer's shell must not leak into the tests.
@@ -57,11 +56,7 @@ def dead_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def migrated_security_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated security database, built once; a new WAL database costs fsyncs."""
-    path = tmp_path_factory.mktemp("cli-template") / "security.db"
-    database = Database(path)
-    migrate(database)
-    database.close()
-    return path
+    return migrated_database(tmp_path_factory.mktemp("cli-template") / "security.db")
 
 
 @pytest.fixture

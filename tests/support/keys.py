@@ -1,4 +1,5 @@
-"""Create an API key in a security database file, as ``ai-suite keys create`` would."""
+"""Security database files for tests: a migrated template, and API keys made as
+``ai-suite keys create`` would."""
 
 from __future__ import annotations
 
@@ -21,3 +22,15 @@ def make_key(db_path: Path, user: str, role: str) -> str:
         return KeyStore(db).create_key(user, role).key
     finally:
         db.close()
+
+
+def migrated_database(path: Path) -> Path:
+    """Create ``path`` as a migrated security database and close it (the WAL is checkpointed
+    into the file, so copies of it are complete). Build it once per session: a new WAL
+    database costs several fsyncs."""
+    db = Database(path)
+    try:
+        migrate(db)
+    finally:
+        db.close()
+    return path

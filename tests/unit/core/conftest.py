@@ -11,8 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from services.security.db import Database
-from services.security.migrations import migrate
+from tests.support.keys import migrated_database
 
 
 def parse_samples(text: str, name: str) -> list[Sample]:
@@ -51,12 +50,7 @@ def scrape() -> Callable[[httpx.AsyncClient, str], object]:
 
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated security database, built once; creating a WAL file costs fsyncs."""
-    path = tmp_path_factory.mktemp("template") / "security.db"
-    database = Database(path)
-    migrate(database)
-    database.close()
-    return path
+    return migrated_database(tmp_path_factory.mktemp("template") / "security.db")
 
 
 @pytest.fixture

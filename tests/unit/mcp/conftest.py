@@ -18,17 +18,13 @@ from services.mcp.settings import McpSettings
 from services.mcp.tools.base import ToolContext
 from services.security.db import Database
 from services.security.keys import KeyStore
-from services.security.migrations import migrate
 from services.security.rbac import Principal
+from tests.support.keys import migrated_database
 
 
 @pytest.fixture(scope="session")
 def mcp_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("mcp-template") / "security.db"
-    database = Database(path)
-    migrate(database)
-    database.close()
-    return path
+    return migrated_database(tmp_path_factory.mktemp("mcp-template") / "security.db")
 
 
 @pytest.fixture

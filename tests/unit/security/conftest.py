@@ -13,6 +13,7 @@ from services.security.db import Database
 from services.security.keys import KeyStore
 from services.security.migrations import migrate
 from services.security.rbac import AccessControl
+from tests.support.keys import migrated_database
 
 
 @pytest.fixture
@@ -22,12 +23,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Migrated once per session; creating a WAL database costs several fsyncs."""
-    path = tmp_path_factory.mktemp("template") / "security.db"
-    database = Database(path)
-    migrate(database)
-    database.close()  # checkpoints the WAL into the file
-    return path
+    return migrated_database(tmp_path_factory.mktemp("template") / "security.db")
 
 
 @pytest.fixture
