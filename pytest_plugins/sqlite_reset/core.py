@@ -82,7 +82,9 @@ def make_builder(
 class ResetResult:
     path: Path
     seed: str
-    skipped: bool = False
+    skipped: bool = False  # the test opted out (no_sqlite_reset)
+    # Nothing had changed the file since its last reset, so no page was copied.
+    unchanged: bool = False
 
 
 class SqliteReset:
@@ -109,8 +111,8 @@ class SqliteReset:
     def reset(self, path: Path | str, seed: str = DEFAULT_SEED) -> ResetResult:
         """Restore ``path`` to the template through the online backup API."""
         path = Path(path)
-        self._targets.restore(self.template(seed), path, deadline_s=self.deadline_s)
-        return ResetResult(path=path, seed=seed)
+        copied = self._targets.restore(self.template(seed), path, deadline_s=self.deadline_s)
+        return ResetResult(path=path, seed=seed, unchanged=not copied)
 
     def fresh_worker_db(self, seed: str = DEFAULT_SEED) -> Path:
         return self.reset(self.worker_db, seed).path

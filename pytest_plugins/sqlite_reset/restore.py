@@ -86,6 +86,23 @@ def restore(
 class _Opened:
     conn: sqlite3.Connection
     identity: tuple[int, int]
+    # What the last reset left: (template, PRAGMA data_version seen right after it).
+    restored: tuple[int, int] | None = None
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _write_lock_is_free(conn: sqlite3.Connection) -> bool:
+    """Whether no other connection is inside a write transaction (checked by taking the
+    lock for an instant; in WAL mode that reads and writes nothing)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        return False
+    conn.execute("ROLLBACK")
+    return True
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -102,6 +119,11 @@ class LiveTargets:
     Keeping the connection open makes a reset cost one backup and nothing else;
     checking the inode first means a file deleted and recreated by the code under
     test is never "reset" through a connection to the old, unlinked file.
+
+    A database nobody changed since its last reset is not copied again: ``PRAGMA
+    data_version`` on the reset connection moves with every commit by any other
+    connection, in this process or another, and the write lock is checked to be
+    free so that a transaction still open elsewhere gets the usual deadline error.
     """
 
     def __init__(self, *, journal_mode: str | None = None) -> None:
@@ -137,10 +159,22 @@ class LiveTargets:
         self._open[path] = _Opened(conn, identity)
         return conn
 
-    def restore(self, template: Template, path: Path, *, deadline_s: float) -> None:
+    def restore(self, template: Template, path: Path, *, deadline_s: float) -> bool:
+        """Restore ``path`` to ``template``; False when it was unchanged since the last one."""
         with self._lock:
             conn = self.connection(path)
+            opened = self._open[Path(path).resolve()]
+            unchanged = opened.restored == (id(template), _data_version(conn))
+            if unchanged and _write_lock_is_free(conn):
+                return False
+            opened.restored = None
+            before = _data_version(conn)
             restore(template, conn, path=path, deadline_s=deadline_s)
+            # The backup is this connection's own write, so data_version stays put unless
+            # another connection committed meanwhile; then the state is unknown: copy next time.
+            if _data_version(conn) == before:
+                opened.restored = (id(template), before)
+            return True
 
     def close(self) -> None:
         with self._lock:

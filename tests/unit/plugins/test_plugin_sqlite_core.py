@@ -118,6 +118,35 @@ def test_held_write_lock_fails_by_the_deadline_naming_file_and_holder(reset_serv
     reset_service.fresh_worker_db()  # the lock is gone, so the next reset works
 
 
+def test_a_database_nobody_changed_is_not_copied_again(reset_service) -> None:
+    path = reset_service.fresh_worker_db()
+    assert reset_service.reset(path).unchanged  # nothing wrote since the last reset
+    db = Database(path)
+    try:
+        KeyStore(db).create_key("alice", "developer")  # another connection commits
+        after_write = reset_service.reset(path)
+        assert not after_write.unchanged
+        assert count(db, "users") == 0
+        assert reset_service.reset(path).unchanged
+        assert not reset_service.reset(path, "admin").unchanged  # another template
+        assert count(db, "users") == 1
+    finally:
+        db.close()
+
+
+def test_an_open_write_transaction_elsewhere_is_not_taken_for_unchanged(reset_service) -> None:
+    path = reset_service.fresh_worker_db()
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("DELETE FROM role_permissions")  # not committed yet
+        with pytest.raises(ResetTimeout):
+            reset_service.reset(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
 def test_replaced_file_is_reopened_not_reset_through_a_stale_handle(reset_service) -> None:
     path = reset_service.fresh_worker_db()
     for suffix in ("", "-wal", "-shm"):
