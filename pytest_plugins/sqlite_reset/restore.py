@@ -132,10 +132,13 @@ class LiveTargets:
         self._lock = threading.Lock()
 
     def connection(self, path: Path) -> sqlite3.Connection:
+        return self._opened(path).conn
+
+    def _opened(self, path: Path) -> _Opened:
         path = Path(path).resolve()
         opened = self._open.get(path)
         if opened is not None and _identity(path) == opened.identity:
-            return opened.conn
+            return opened
         if opened is not None:
             opened.conn.close()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,19 +159,18 @@ class LiveTargets:
             raise
         identity = _identity(path)
         assert identity is not None  # sqlite3.connect created it
-        self._open[path] = _Opened(conn, identity)
-        return conn
+        opened = self._open[path] = _Opened(conn, identity)
+        return opened
 
     def restore(self, template: Template, path: Path, *, deadline_s: float) -> bool:
         """Restore ``path`` to ``template``; False when it was unchanged since the last one."""
         with self._lock:
-            conn = self.connection(path)
-            opened = self._open[Path(path).resolve()]
-            unchanged = opened.restored == (id(template), _data_version(conn))
-            if unchanged and _write_lock_is_free(conn):
+            opened = self._opened(path)
+            conn = opened.conn
+            before = _data_version(conn)
+            if opened.restored == (id(template), before) and _write_lock_is_free(conn):
                 return False
             opened.restored = None
-            before = _data_version(conn)
             restore(template, conn, path=path, deadline_s=deadline_s)
             # The backup is this connection's own write, so data_version stays put unless
             # another connection committed meanwhile; then the state is unknown: copy next time.
