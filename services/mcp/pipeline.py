@@ -50,6 +50,7 @@ class CallError(Exception):
         *,
         headers: dict[str, str] | None = None,
         param: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -57,6 +58,7 @@ class CallError(Exception):
         self.message = message
         self.headers = headers
         self.param = param
+        self.extra = extra or {}
 
 
 @dataclass
@@ -299,7 +301,7 @@ class _Call:
             )
         except ToolError as exc:
             outcome, status = "error", exc.status
-            error = CallError(exc.status, exc.code, exc.message)
+            error = CallError(exc.status, exc.code, exc.message, extra=exc.extra)
         except Exception as exc:
             log.exception("tool %s failed unexpectedly", spec.name)
             outcome, status = "error", 500

@@ -158,7 +158,7 @@ class McpProtocol:
                 )
             except CallError as exc:
                 return _text_result(
-                    {"error": exc.message, "code": exc.code, "status": exc.status},
+                    {"error": exc.message, "code": exc.code, "status": exc.status, **exc.extra},
                     is_error=True,
                 )
             if result.status == 202:

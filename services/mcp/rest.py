@@ -27,7 +27,12 @@ T = TypeVar("T")
 
 def api_error(error: CallError) -> ApiError:
     return ApiError(
-        error.status, error.message, code=error.code, param=error.param, headers=error.headers
+        error.status,
+        error.message,
+        code=error.code,
+        param=error.param,
+        headers=error.headers,
+        extra=error.extra,
     )
 
 

@@ -21,11 +21,20 @@ from services.security.rbac import Principal
 class ToolError(Exception):
     """A tool could not do what was asked; ``status``/``code`` become the HTTP error."""
 
-    def __init__(self, message: str, *, code: str = "tool_error", status: int = 400) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "tool_error",
+        status: int = 400,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
+        # Added to the error body next to message and code (for example, partial output).
+        self.extra = extra or {}
 
     @classmethod
     def from_sandbox(cls, exc: SandboxError) -> ToolError:

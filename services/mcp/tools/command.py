@@ -88,11 +88,14 @@ async def run_command(ctx: ToolContext, args: RunCommandArgs) -> dict[str, Any]:
     except OSError as exc:
         raise ToolError(f"could not start {args.argv[0]!r}: {exc.strerror}") from None
     if result.timed_out:
+        output = result.as_dict()
+        del output["exit_code"], output["timed_out"]
         raise ToolError(
             f"{args.argv[0]!r} did not finish within {timeout:g}s and was killed"
-            " (with every process it started)",
+            " (with every process it started); partial_output has what it printed until then",
             code="command_timeout",
             status=504,
+            extra={"partial_output": output},
         )
     return {"argv": args.argv, "cwd": location.display, **result.as_dict()}
 

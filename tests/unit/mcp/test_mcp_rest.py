@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.core.errors import error_response
+from services.mcp.pipeline import CallError
+from services.mcp.rest import api_error
 from services.mcp.tools.base import ToolError
 
 
@@ -298,3 +302,17 @@ async def test_mcp_endpoint_requires_a_key(env) -> None:
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_tool_errors_extra_fields_reach_the_http_body() -> None:
+    partial = {"stdout": "step 1 done\n", "stderr": "", "truncated": False}
+    error = CallError(504, "command_timeout", "killed", extra={"partial_output": partial})
+    response = error_response(api_error(error))
+    assert response.status_code == 504
+    assert json.loads(response.body)["error"] == {
+        "message": "killed",
+        "type": "server_error",
+        "code": "command_timeout",
+        "param": None,
+        "partial_output": partial,
+    }

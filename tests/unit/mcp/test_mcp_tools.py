@@ -174,13 +174,20 @@ async def test_output_is_truncated_with_a_marker(tool_ctx) -> None:
     assert result["stdout_truncated"] is True
 
 
-async def test_timeout_is_a_504_naming_the_limit(tool_ctx) -> None:
+async def test_timeout_is_a_504_naming_the_limit_with_the_output_so_far(
+    tool_ctx, workspace_dir: Path
+) -> None:
     # Killing everything the command spawned: tests/integration/mcp/test_mcp_process_group.py.
-    ctx = tool_ctx(command_timeout=0.05)
-    with pytest.raises(ToolError) as info:
-        await run(ctx, "run_command", argv=["python3", "-c", "import time; time.sleep(30)"])
+    (workspace_dir / "build.log").write_text("step 1 done\n")
+    ctx = tool_ctx(command_timeout=0.3)
+    with pytest.raises(ToolError) as info:  # `tail -f` prints the file, then waits forever
+        await run(ctx, "run_command", argv=["tail", "-f", "build.log"])
     assert (info.value.status, info.value.code) == (504, "command_timeout")
-    assert "0.05s" in str(info.value)
+    assert "0.3s" in str(info.value)
+    partial = info.value.extra["partial_output"]
+    assert partial["stdout"] == "step 1 done\n"
+    assert (partial["stdout_bytes"], partial["truncated"]) == (12, False)
+    assert "exit_code" not in partial
 
 
 async def test_nonzero_exit_is_a_result_not_an_error(tool_ctx) -> None:
