@@ -79,11 +79,11 @@ docker-down: ## Stop the Docker Engine that docker-up started
 docker-images: install ## Build the service image without registry access (docs/docker.md)
 	docker/build-images.sh
 
-# The e2e tests that use the `stack` fixture, on containers (the others drive
-# `ai-suite up`, which runs local processes by design), and the compose backend's own
-# plugin tests (start, logs, fault injection, fail-fast, kill -9 leaves no container).
-COMPOSE_TESTS ?= tests/e2e/test_stack_platform.py tests/e2e/test_monitoring_e2e.py \
-	tests/integration/stack/test_stack_compose.py
+# Every e2e test with --stack-backend=compose, as `pytest -m e2e --stack-backend=compose`
+# runs them (those using the `stack` fixture get containers; those driving `ai-suite up`
+# run local processes by design), and the compose backend's own plugin tests (start,
+# logs, fault injection, fail-fast, kill -9 leaves no container).
+COMPOSE_TESTS ?= tests/e2e tests/integration/stack/test_stack_compose.py
 
 test-compose: install docker-images ## Stack e2e tests on containers (needs an engine: make docker-up)
 	$(VENV)/bin/pytest -n 2 --stack-backend=compose $(COMPOSE_TESTS) $(PYTEST_ARGS)
