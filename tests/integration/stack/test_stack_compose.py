@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pytest_plugins.stack.backend import ServiceStartError
 from pytest_plugins.stack.manager import StackManager
 from pytest_plugins.stack.spec import load_stack
 from pytest_plugins.stack.state import StackState, current_process_identity
+from tests.support import echo_service
 
 pytestmark = pytest.mark.timeout(300)
 IMAGE = os.environ.get("AI_SUITE_IMAGE", "local-ai-suite:latest")
@@ -41,27 +41,12 @@ needs_compose = pytest.mark.skipif(
     (_reason := _compose_unavailable()) is not None, reason=f"compose backend: {_reason}"
 )
 
-# A tiny HTTP service inside the platform image: logs each GET, may die at start.
-SERVER = textwrap.dedent("""
-    import http.server, os, sys
-    if os.environ.get("DIE_AT_START"):
-        print("fatal: cannot open the frobnicator", flush=True)
-        sys.exit(7)
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            print(f"GET {self.path}", flush=True)
-            self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-        def log_message(self, *args):
-            pass
-    http.server.HTTPServer(("0.0.0.0", 8000), Handler).serve_forever()
-    """)
-
 COMPOSE = {
     "services": {
         "web": {
             "image": IMAGE,
             "init": True,  # PID 1 that forwards SIGTERM: stop and restart are prompt
-            "command": ["python", "-c", SERVER],
+            "command": ["python", "-c", echo_service.SOURCE, "8000", "0.0.0.0"],
             "environment": {"DIE_AT_START": "${DIE_AT_START:-}"},
             "ports": ["127.0.0.1:${WEB_PORT:-18001}:8000"],
             "healthcheck": {

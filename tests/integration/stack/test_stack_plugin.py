@@ -7,31 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
+from tests.support import echo_service
 from tests.support.processes import assert_all_gone
 
 pytestmark = pytest.mark.timeout(120)
-
-# A tiny service: answers 200 on any GET, records its pid, optionally dies at start.
-SERVICE = textwrap.dedent("""
-    import http.server, os, sys, pathlib
-    port = int(sys.argv[1])
-    pathlib.Path(os.environ.get("PID_LOG", "pids.log")).open("a").write(f"{os.getpid()}\\n")
-    if os.environ.get("DIE_AT_START"):
-        print("fatal: cannot open the frobnicator", flush=True)
-        sys.exit(7)
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            print(f"GET {self.path}", flush=True)
-            self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-        def log_message(self, *args):
-            pass
-    http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
-    """)
 
 
 def stack_yaml(env: dict[str, str] | None = None, name: str = "demo") -> str:
@@ -52,7 +35,7 @@ def stack_yaml(env: dict[str, str] | None = None, name: str = "demo") -> str:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makefile(".py", service=SERVICE)
+    pytester.makefile(".py", service=echo_service.SOURCE)
     pytester.makefile(".yaml", stack=stack_yaml())
     pytester.makeini(
         "[pytest]\nstack_file = stack.yaml\nstack_state_dir = .state\n"
