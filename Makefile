@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml uv.lock
 	@# writing one, so write it once here (collection only, a few seconds).
 	@echo "caching pytest's assertion rewriting"
 	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/pytest --collect-only -q -p no:cacheprovider | tail -n 1
+	@# Hypothesis builds its table of Unicode categories on first use (about 2 s) and keeps
+	@# it in .hypothesis/; build it here rather than in the first test run.
+	@echo "caching Hypothesis's Unicode tables"
+	$(VENV)/bin/python -c "from hypothesis import given, strategies as st; given(st.text())(lambda text: None)()"
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with the locked dependencies (installs uv if missing)

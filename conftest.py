@@ -9,10 +9,21 @@ only to deselect them afterwards.
 Hypothesis runs under a profile named by ``HYPOTHESIS_PROFILE``: ``dev`` (the
 default) tries few examples per property so the edit-test loop stays fast;
 ``ci`` (what ``make test`` and CI use) tries many.
+
+``-n auto`` (in ``addopts``) spreads a run over the CPUs, but only a run that is worth
+it: naming a test file or a single test runs it in this process, so that it starts
+at once and ``--pdb``, ``-s`` and breakpoints work as usual (see
+``pytest_xdist_auto_num_workers``).
+
+After collection, everything imported so far (FastAPI, pydantic, qdrant-client, the
+MCP SDK: a few hundred thousand objects that live until the end) is moved out of the
+garbage collector's sight with ``gc.freeze()``, so that each full collection during
+the tests scans only what the tests made; docs/benchmarks.md has the numbers.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 from collections.abc import Callable
@@ -45,6 +56,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if folder in path.parents:
                 item.add_marker(getattr(pytest.mark, marker))
                 break
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Collect first, so garbage made while collecting is still finalised (and any
+    # ResourceWarning it raises still reported) instead of being frozen forever.
+    gc.collect()
+    gc.freeze()
 
 
 class _Undecidable(Exception):
@@ -93,3 +112,25 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if folder_marker and markexpr and not folder_can_match(markexpr, folder_marker):
         return True
     return None
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many xdist workers ``-n auto`` starts: one per CPU this process may use for a
+    run of whole folders (``pytest``, ``pytest -m unit``, ``pytest tests/unit``), none for
+    a run of named files or tests. A worker costs a second or two to start (it imports and
+    collects everything again), more than one file's tests take; in this process
+    ``--pdb``, ``-s`` and breakpoints behave as they always do.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` (pytest-xdist's own override) still decides first.
+    """
+    override = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if override and override.isdigit():
+        return int(override)
+    if any(_names_files_or_tests(arg, config.invocation_params.dir) for arg in config.args):
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cpus if cpus and cpus > 1 else 0
+
+
+def _names_files_or_tests(arg: str, invocation_dir: Path) -> bool:
+    path = arg.split("::", 1)[0]
+    return "::" in arg or (invocation_dir / path).is_file()

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.core.yamlfile import safe_load
 from services.gateway.selection import ModelKind
 
 # The model name that asks the gateway to choose (see services.gateway.selection).
@@ -245,7 +246,7 @@ def load_registry(path: Path | None, inference_url: str | None) -> ModelRegistry
 
 def _load_file(path: Path) -> ModelRegistry:
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RegistryError(f"model registry {path}: cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:

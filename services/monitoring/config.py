@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from services.core.yamlfile import safe_load
 from services.monitoring.durations import format_duration, parse_duration
 from services.monitoring.settings import MonitoringSettings
 
@@ -33,7 +34,7 @@ class ConfigError(ValueError):
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, dict):

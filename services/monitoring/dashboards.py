@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from services.core.yamlfile import safe_load
 
 PANEL_TYPES = frozenset({"timeseries", "stat", "gauge", "table", "bargauge", "logs", "text"})
 CONTAINER_TYPES = frozenset({"row"})
@@ -51,7 +51,7 @@ def load_dashboard(path: Path) -> dict[str, Any]:
 
 def provisioned_datasources(path: Path) -> dict[str, str]:
     """uid -> type of every datasource in a provisioning file."""
-    data = yaml.safe_load(path.read_text()) or {}
+    data = safe_load(path.read_text()) or {}
     return {str(d["uid"]): str(d["type"]) for d in data.get("datasources") or [] if "uid" in d}
 
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from pytest_plugins.metrics.contract import Contract
+from services.core.yamlfile import safe_load
 from services.monitoring.catalog import (
     Catalog,
     LabelValues,
@@ -42,13 +43,12 @@ def binary(name: str) -> str:
     return found
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @functools.cache
 def _parsed(path: Path, mtime: float) -> Any:
-    return yaml.load(path.read_text(), Loader=_LOADER)
+    return safe_load(path.read_text())
 
 
 def load_yaml(path: Path) -> Any:

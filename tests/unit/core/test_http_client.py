@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import httpx
 import respx
 
 from services.core.context import REQUEST_ID_HEADER, request_id_var
-from services.core.http import add_request_id_forwarding, make_async_client
+from services.core.http import add_request_id_forwarding, default_ssl_context, make_async_client
 
 UPSTREAM = "http://upstream.test"
 
@@ -95,3 +96,17 @@ async def test_existing_hooks_are_kept_and_forwarding_added_once() -> None:
     # The user's hook ran first, before the id was added; the request still carried it.
     assert seen == ["-"]
     assert route.calls.last.request.headers[REQUEST_ID_HEADER] == "req-hooks"
+
+
+async def test_clients_share_one_verifying_tls_context() -> None:
+    context = default_ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert context.get_ca_certs() or context.cert_store_stats()["x509_ca"]
+    async with make_async_client() as first, make_async_client() as second:
+        # httpcore's pool keeps the context it was given (private, but the only handle).
+        pools = [client._transport._pool for client in (first, second)]  # type: ignore[attr-defined]
+        assert all(pool._ssl_context is context for pool in pools)
+    own_context = ssl.create_default_context()
+    async with make_async_client(verify=own_context) as own:
+        assert own._transport._pool._ssl_context is own_context  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.core.http import default_ssl_context
 from services.mcp.app import create_app
 from services.mcp.sandbox import Workspace
 from services.mcp.settings import McpSettings
@@ -77,7 +78,7 @@ async def make_env(
     data_dir: Path, workspace_dir: Path, db: Database
 ) -> AsyncIterator[Callable[..., Env]]:
     clients: list[httpx.AsyncClient] = []
-    upstream = httpx.AsyncClient(verify=False)  # no CA bundle load per app; never TLS here
+    upstream = httpx.AsyncClient(verify=default_ssl_context())
     clients.append(upstream)
 
     def make(**overrides: Any) -> Env:
@@ -103,8 +104,7 @@ async def env(make_env: Callable[..., Env]) -> Env:
 async def tool_ctx(
     data_dir: Path, workspace_dir: Path
 ) -> AsyncIterator[Callable[..., ToolContext]]:
-    # verify=False: loading the CA bundle costs ~0.1 s per client; these never use TLS.
-    client = httpx.AsyncClient(verify=False)
+    client = httpx.AsyncClient(verify=default_ssl_context())
 
     def make(**overrides: Any) -> ToolContext:
         settings = McpSettings(data_dir=data_dir, **overrides)

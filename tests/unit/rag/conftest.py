@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.core.http import default_ssl_context
 from services.rag.app import create_app
 from services.rag.settings import RagSettings
 from services.rag.store import VectorStore
@@ -33,12 +33,6 @@ def rag_security_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     database.close()
     (path.parent / "keys.txt").write_text(f"{keys['viewer']}\n{keys['developer']}\n")
     return path
-
-
-@pytest.fixture(scope="session")
-def ssl_context() -> ssl.SSLContext:
-    """Built once: loading the CA bundle costs more than a whole RAG unit test."""
-    return ssl.create_default_context()
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +92,6 @@ def rag_settings(tmp_path: Path, rag_security_template: Path) -> RagSettings:
 def make_rag(
     rag_settings: RagSettings,
     rag_security_template: Path,
-    ssl_context: ssl.SSLContext,
     shared_store: VectorStore,
 ) -> Callable[..., Any]:
     viewer, developer = (rag_security_template.parent / "keys.txt").read_text().split()
@@ -106,7 +99,7 @@ def make_rag(
     async def factory(*, own_store: bool = False, **overrides: Any) -> AsyncIterator[Rag]:
         """``own_store``: the app opens (and closes) its own Qdrant, for tests that break it."""
         settings = rag_settings.model_copy(update=overrides) if overrides else rag_settings
-        http = httpx.AsyncClient(verify=ssl_context)
+        http = httpx.AsyncClient(verify=default_ssl_context())
         store = None if own_store else shared_store
         app = create_app(settings, http_client=http, store=store)
         try:
@@ -115,7 +108,7 @@ def make_rag(
                 httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=app),
                     base_url="http://rag",
-                    verify=ssl_context,
+                    verify=default_ssl_context(),
                 ) as client,
             ):
                 yield Rag(

@@ -13,6 +13,7 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.core.http import make_async_client
 from services.rag.embeddings import (
     Embedder,
     EmbeddingError,
@@ -77,7 +78,7 @@ async def test_openai_backend_batches_and_keeps_input_order() -> None:
         return httpx.Response(200, json={"data": list(reversed(data))})
 
     respx.post(f"{EMBED_URL}/embeddings").mock(side_effect=answer)
-    async with httpx.AsyncClient() as client:
+    async with make_async_client() as client:
         embedder = OpenAIEmbedder(
             client, EMBED_URL, model="nomic", api_key="sk-local", batch_size=2
         )
@@ -99,7 +100,7 @@ async def test_openai_backend_batches_and_keeps_input_order() -> None:
 @respx.mock
 async def test_openai_backend_errors_are_clear(response: httpx.Response, message: str) -> None:
     respx.post(f"{EMBED_URL}/embeddings").mock(return_value=response)
-    async with httpx.AsyncClient() as client:
+    async with make_async_client() as client:
         with pytest.raises(EmbeddingError, match=message):
             await OpenAIEmbedder(client, EMBED_URL, model=None).embed(["x"])
 
@@ -107,7 +108,7 @@ async def test_openai_backend_errors_are_clear(response: httpx.Response, message
 @respx.mock
 async def test_openai_backend_unreachable() -> None:
     respx.post(f"{EMBED_URL}/embeddings").mock(side_effect=httpx.ConnectError("refused"))
-    async with httpx.AsyncClient() as client:
+    async with make_async_client() as client:
         with pytest.raises(EmbeddingError, match=r"unreachable.*RAG_EMBEDDING_URL"):
             await OpenAIEmbedder(client, EMBED_URL, model=None).embed(["x"])
 
@@ -129,7 +130,7 @@ def test_packaged_model_lookup_names_the_package() -> None:
 
 
 async def test_factory_picks_the_configured_backend(tmp_path: Path) -> None:
-    async with httpx.AsyncClient() as client:
+    async with make_async_client() as client:
         base = {"data_dir": tmp_path}
         assert isinstance(build_embedder(RagSettings(**base), client), HashEmbedder)
         openai = build_embedder(

@@ -1,9 +1,12 @@
-"""The root conftest: folder markers, and folders no ``-m`` expression can select are skipped."""
+"""The root conftest: folder markers, folders no ``-m`` expression can select are skipped,
+and how many xdist workers ``-n auto`` starts."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -43,3 +46,39 @@ folder_can_match = root_conftest.folder_can_match
 )
 def test_folder_can_match(markexpr: str, folder: str, expected: bool) -> None:
     assert folder_can_match(markexpr, folder) is expected
+
+
+def _workers(args: list[str], invocation_dir: Path) -> int:
+    config = SimpleNamespace(args=args, invocation_params=SimpleNamespace(dir=invocation_dir))
+    return root_conftest.pytest_xdist_auto_num_workers(config)
+
+
+@pytest.mark.parametrize(
+    ("args", "parallel"),
+    [
+        (["tests"], True),  # a bare `pytest` (testpaths)
+        (["tests/unit", "tests/integration"], True),
+        (["tests/unit/core/test_settings.py"], False),
+        (["tests/unit/core", "tests/unit/core/test_settings.py"], False),
+        (["tests/unit/core/test_settings.py::test_defaults"], False),
+        (["tests/unit/core::whatever"], False),
+        (["does/not/exist"], True),  # pytest itself reports the missing path
+    ],
+)
+def test_auto_workers_for_folders_none_for_files_or_tests(
+    args: list[str], parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    repo = Path(__file__).resolve().parents[3]
+    assert _workers(args, repo) == (3 if parallel else 0)
+
+
+def test_auto_workers_none_on_one_cpu_and_the_override_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert _workers(["tests"], tmp_path) == 0
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "5")
+    assert _workers(["tests/unit/core/test_settings.py"], tmp_path) == 5

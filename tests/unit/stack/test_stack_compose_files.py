@@ -15,6 +15,7 @@ import yaml
 
 from pytest_plugins.stack.compose import port_variable
 from pytest_plugins.stack.spec import load_stack
+from services.core.yamlfile import SafeLoader
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKER = ROOT / "docker"
@@ -24,8 +25,8 @@ ALL_FILES = PHASES + OVERRIDES
 PYTHON_SERVICES = {"gateway": 8000, "rag": 8002, "mcp": 8020}
 
 
-class _ComposeLoader(yaml.SafeLoader):
-    """SafeLoader that accepts Compose's !reset / !override tags."""
+class _ComposeLoader(SafeLoader):
+    """A safe loader (libyaml's when available) that accepts Compose's !reset / !override tags."""
 
 
 _ComposeLoader.add_multi_constructor(
