@@ -11,8 +11,8 @@ default) tries few examples per property so the edit-test loop stays fast;
 ``ci`` (what ``make test`` and CI use) tries many.
 
 ``-n auto`` (in ``addopts``) spreads a run over the CPUs, but only a run that is worth
-it: naming a test file or a single test runs it in this process, so that it starts
-at once and ``--pdb``, ``-s`` and breakpoints work as usual (see
+it, one of whole suites: naming a folder, a file or a test runs it in this process, so
+that it starts at once and ``--pdb``, ``-s`` and breakpoints work as usual (see
 ``pytest_xdist_auto_num_workers``).
 
 After collection, everything imported so far (FastAPI, pydantic, qdrant-client, the
@@ -115,22 +115,25 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """How many xdist workers ``-n auto`` starts: one per CPU this process may use for a
-    run of whole folders (``pytest``, ``pytest -m unit``, ``pytest tests/unit``), none for
-    a run of named files or tests. A worker costs a second or two to start (it imports and
-    collects everything again), more than one file's tests take; in this process
-    ``--pdb``, ``-s`` and breakpoints behave as they always do.
+    """How many xdist workers ``-n auto`` starts: one per CPU this process may use when
+    the run covers whole suites (``pytest``, ``pytest -m unit``, ``pytest tests/unit``),
+    none otherwise. A worker costs a few seconds to start (it imports and collects
+    everything again), more than one folder's tests take; in this process ``--pdb``,
+    ``-s`` and breakpoints behave as they always do.
     ``PYTEST_XDIST_AUTO_NUM_WORKERS`` (pytest-xdist's own override) still decides first.
     """
     override = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     if override and override.isdigit():
         return int(override)
-    if any(_names_files_or_tests(arg, config.invocation_params.dir) for arg in config.args):
+    invocation_dir = config.invocation_params.dir
+    if not all(_is_whole_suite(arg, invocation_dir) for arg in config.args):
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return cpus if cpus and cpus > 1 else 0
 
 
-def _names_files_or_tests(arg: str, invocation_dir: Path) -> bool:
-    path = arg.split("::", 1)[0]
-    return "::" in arg or (invocation_dir / path).is_file()
+_WHOLE_SUITES = {ROOT / "tests", *_FOLDER_MARKERS}
+
+
+def _is_whole_suite(arg: str, invocation_dir: Path) -> bool:
+    return "::" not in arg and (invocation_dir / arg).resolve() in _WHOLE_SUITES

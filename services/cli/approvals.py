@@ -13,6 +13,7 @@ from typing import Any
 import click
 import httpx
 
+from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
 
 KEY_ENV = "AI_SUITE_API_KEY"
@@ -60,6 +61,7 @@ class Api:
                 headers={"Authorization": f"Bearer {self.key}"},
                 timeout=10.0,
                 trust_env=False,
+                verify=default_ssl_context(),
                 **kwargs,
             )
         except httpx.HTTPError as exc:

@@ -20,6 +20,7 @@ from filelock import FileLock, Timeout
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
 from services.cli.platform import monitoring_installed, monitoring_services, platform_services
+from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
 from services.core.supervisor import ServiceFailed, Supervisor
 from services.security.db import Database
@@ -160,7 +161,9 @@ def keys_revoke(key_id_or_prefix: str) -> None:
 def _probe(url: str, ready_path: str = "/ready") -> tuple[str, str]:
     try:
         # trust_env=False: never send probes of loopback services through HTTP_PROXY.
-        response = httpx.get(url + ready_path, timeout=2.0, trust_env=False)
+        response = httpx.get(
+            url + ready_path, timeout=2.0, trust_env=False, verify=default_ssl_context()
+        )
     except httpx.HTTPError as exc:
         return "down", type(exc).__name__
     if response.status_code == 200:

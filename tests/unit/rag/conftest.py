@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from qdrant_client import QdrantClient
 
 from services.core.http import default_ssl_context
 from services.rag.app import create_app
@@ -36,10 +37,16 @@ def rag_security_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VectorStore]:
+def shared_store() -> Iterator[VectorStore]:
     """One local Qdrant for the session: opening one costs more than most RAG unit tests
-    (qdrant-client copies its whole model schema per client). Emptied after each test."""
-    store = VectorStore.open(url=None, api_key=None, path=tmp_path_factory.mktemp("qdrant"))
+    (qdrant-client copies its whole model schema per client). Emptied after each test.
+
+    In memory: the same local engine as on disk, without writing every point to SQLite.
+    On-disk storage is what ``own_store=True``, the integration tests and ``ai-suite up``
+    use.
+    """
+    client = QdrantClient(location=":memory:")
+    store = VectorStore(client, local=True, description="local Qdrant in memory")
     yield store
     store.close()
 

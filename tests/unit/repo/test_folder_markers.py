@@ -58,14 +58,15 @@ def _workers(args: list[str], invocation_dir: Path) -> int:
     [
         (["tests"], True),  # a bare `pytest` (testpaths)
         (["tests/unit", "tests/integration"], True),
-        (["tests/unit/core/test_settings.py"], False),
-        (["tests/unit/core", "tests/unit/core/test_settings.py"], False),
+        (["tests/e2e/"], True),
+        (["tests/unit/rag"], False),  # one folder: starting workers costs more
+        (["tests/unit", "tests/unit/core/test_settings.py"], False),
         (["tests/unit/core/test_settings.py::test_defaults"], False),
-        (["tests/unit/core::whatever"], False),
-        (["does/not/exist"], True),  # pytest itself reports the missing path
+        (["tests/unit::whatever"], False),
+        (["does/not/exist"], False),
     ],
 )
-def test_auto_workers_for_folders_none_for_files_or_tests(
+def test_auto_workers_for_whole_suites_only(
     args: list[str], parallel: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
@@ -75,10 +76,13 @@ def test_auto_workers_for_folders_none_for_files_or_tests(
 
 
 def test_auto_workers_none_on_one_cpu_and_the_override_wins(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    repo = Path(__file__).resolve().parents[3]
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert _workers(["tests"], repo) == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert _workers(["tests"], tmp_path) == 0
+    assert _workers(["tests"], repo) == 0
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "5")
-    assert _workers(["tests/unit/core/test_settings.py"], tmp_path) == 5
+    assert _workers(["tests/unit/core/test_settings.py"], repo) == 5
