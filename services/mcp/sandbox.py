@@ -7,6 +7,12 @@ the kernel in one go, so a symlink placed (or swapped in) anywhere along the
 way is refused at the moment of opening, not at the moment of a check. Only
 regular files and directories are read or written: devices, FIFOs and sockets
 are refused before they are opened.
+
+Writes go to a new file that is then renamed over the name, so a hard link in a
+workspace to a file elsewhere (which no tool can create) is replaced, never written
+through. Reading such a link reads the shared file: a hard link carries no
+information about its other names, and only someone who could read that file could
+have made it.
 """
 
 from __future__ import annotations

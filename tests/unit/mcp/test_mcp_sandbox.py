@@ -213,6 +213,17 @@ def test_write_is_atomic_and_reports_creation(layout) -> None:
     assert not [p for p in (root / "docs").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_write_through_a_hard_link_never_changes_the_file_outside(layout) -> None:
+    """A hard link inside the workspace to a file outside it (made by someone with a
+    shell: no tool can make one) must not turn a write into a write outside."""
+    ws, root, outside = layout
+    os.link(outside / "secret.txt", root / "docs" / "linked.txt")
+    assert write(ws, "docs/linked.txt", b"overwritten") is False
+    assert (root / "docs" / "linked.txt").read_bytes() == b"overwritten"
+    assert (outside / "secret.txt").read_text() == "top secret"
+    assert (outside / "secret.txt").stat().st_nlink == 1  # the link was replaced
+
+
 def test_walk_skips_symlinks_git_and_special_files(layout) -> None:
     ws, root, outside = layout
     (root / ".git").mkdir()
