@@ -183,7 +183,7 @@ def install_with_uv(uv: str, workdir: Path, constraints: Path) -> Path:
     )
     install = [uv, "pip", "install", "--python", str(venv / "bin" / "python")]
     check(
-        [*install, "-c", str(constraints), str(wheels[0]), "pytest"],
+        [*install, "-c", str(constraints), f"{wheels[0]}[pytest]"],
         cwd=workdir,
         env=env,
         timeout=INSTALL_TIMEOUT_S,
@@ -203,7 +203,7 @@ def install_with_pip(workdir: Path, constraints: Path) -> Path:
     # pip builds the wheel straight from the checkout (no sdist step without `build`).
     python = str(venv / "bin" / "python")
     check(
-        [python, "-m", "pip", "install", "--quiet", "-c", str(constraints), str(REPO), "pytest"],
+        [python, "-m", "pip", "install", "--quiet", "-c", str(constraints), f"{REPO}[pytest]"],
         cwd=workdir,
         env=env,
         timeout=INSTALL_TIMEOUT_S,
