@@ -13,6 +13,7 @@
 #    inference test stub, each started with its own command.
 #
 # Idempotent: an existing base image, existing wheels and Docker's layer cache are reused.
+# The image the tag named before a rebuild is removed, unless a container still uses it.
 #
 # Environment:
 #   IMAGE              image to build (default: local-ai-suite:latest)
@@ -163,12 +164,26 @@ fi
 [ "${#builder[@]}" -gt 0 ] || die "BuildKit is not available: install the docker buildx plugin" \
     "(Docker >= 23) or Debian's docker.io (20.10, BuildKit built in)"
 echo "   builder: ${builder[*]}"
+previous=""
+if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    previous="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
+fi
 "${builder[@]}" --progress=plain -f "$ROOT/docker/Dockerfile" --build-arg "BASE_IMAGE=$base" \
     -t "$IMAGE" "$CONTEXT" >"$BUILD_DIR/build.log" 2>&1 \
     || { tail -n 40 "$BUILD_DIR/build.log" >&2; die "docker build failed (log: $BUILD_DIR/build.log)"; }
 docker run --rm --entrypoint python "$IMAGE" -c "import services.gateway.app, tests.stubs.inference" \
     || die "the image was built but cannot import the gateway or the stub"
 echo "   $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+current="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+    # The tag moved on: the image it named before would stay behind, untagged, at every
+    # build. A container that still uses it (even a stopped one) keeps it.
+    if docker image rm "$previous" >/dev/null 2>&1; then
+        echo "   removed the image $IMAGE named before (${previous:7:12})"
+    else
+        echo "   kept the image $IMAGE named before (${previous:7:12}): a container still uses it"
+    fi
+fi
 done_step
 
 echo
