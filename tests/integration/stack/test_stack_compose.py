@@ -177,17 +177,27 @@ def test_kill_9_of_pytest_leaves_no_container(project: pytest.Pytester) -> None:
             pathlib.Path({str(marker)!r}).write_text(stack.url("web"))
             time.sleep(600)
         """)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
-        cwd=project.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    output = project.path / "inner-pytest.log"
+
+    def inner_output() -> str:
+        return output.read_text(errors="replace")[-4000:]
+
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
+            cwd=project.path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 180
         while not marker.exists():
-            assert process.poll() is None, "pytest ended before the stack was up"
-            assert time.monotonic() < deadline, "the stack did not come up"
+            assert (
+                process.poll() is None
+            ), f"pytest ended before the stack was up; its output:\n{inner_output()}"
+            assert (
+                time.monotonic() < deadline
+            ), f"the stack did not come up; pytest's output:\n{inner_output()}"
             time.sleep(0.2)
         assert demo_containers(project)
         os.kill(process.pid, signal.SIGKILL)
