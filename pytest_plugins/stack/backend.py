@@ -22,6 +22,13 @@ from pytest_plugins.stack.spec import ServiceSpec, StackSpec
 from pytest_plugins.stack.state import StackState
 
 
+def probe_client() -> httpx.Client:
+    """The HTTP client for readiness probes; one per wait, not one per probe (each new
+    client loads the CA bundle, ~25 ms). trust_env=False: a proxy set for the user's
+    browser must not see probes of loopback services."""
+    return httpx.Client(timeout=1.0, trust_env=False)
+
+
 class ServiceStartError(RuntimeError):
     """A service died or never became ready; the message has its exit code and log tail."""
 
@@ -93,7 +100,7 @@ class StackBackend(ABC):
         started = time.monotonic()
         last = "no answer yet"
         next_liveness_check = 0.0
-        with httpx.Client(timeout=1.0, trust_env=False) as client:
+        with probe_client() as client:
             while time.monotonic() - started < timeout:
                 if time.monotonic() >= next_liveness_check:
                     self._raise_if_dead(service)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from pytest_plugins.stack.backend import ServiceStartError, StackBackend
+from pytest_plugins.stack.backend import ServiceStartError, StackBackend, probe_client
 from pytest_plugins.stack.exclusive import Coordinator
 from pytest_plugins.stack.manager import StackManager
 from pytest_plugins.stack.state import StackState
@@ -83,14 +83,13 @@ class Stack:
             self.backend.resume(name)
 
     def is_healthy(self, name: str) -> bool:
-        with _probe_client() as client:
+        with probe_client() as client:
             return self._answers_probe(client, name)
 
     def wait_healthy(self, name: str, timeout: float = 30.0) -> float:
         """Seconds until ``name`` answers its readiness probe; raises after ``timeout``."""
         started = time.monotonic()
-        # One client for the whole wait: each new one loads the CA bundle (~25 ms).
-        with _probe_client() as client:
+        with probe_client() as client:
             while time.monotonic() - started < timeout:
                 if self._answers_probe(client, name):
                     return time.monotonic() - started
@@ -134,8 +133,3 @@ class Stack:
                 )
             out[name] = text
         return out
-
-
-def _probe_client() -> httpx.Client:
-    # trust_env=False: a proxy set for the user's browser must not see loopback probes.
-    return httpx.Client(timeout=1.0, trust_env=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -101,20 +102,29 @@ def test_deserialized_connections_are_private_copies(reset_service) -> None:
         two.close()
 
 
-def test_held_write_lock_fails_by_the_deadline_naming_file_and_holder(reset_service) -> None:
-    path = reset_service.fresh_worker_db()
+@contextmanager
+def write_transaction_elsewhere(path: Path, *statements: str) -> Iterator[None]:
+    """Another connection holds ``path``'s write lock (after ``statements``, uncommitted)."""
     holder = sqlite3.connect(path, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
+        for statement in statements:
+            holder.execute(statement)
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_held_write_lock_fails_by_the_deadline_naming_file_and_holder(reset_service) -> None:
+    path = reset_service.fresh_worker_db()
+    with write_transaction_elsewhere(path):
         with pytest.raises(ResetTimeout) as info:
             reset_service.fresh_worker_db()
         message = str(info.value)
         assert str(path.resolve()) in message
         assert "this pytest process" in message
         assert "sqlite_reset_deadline" in message
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     reset_service.fresh_worker_db()  # the lock is gone, so the next reset works
 
 
@@ -136,15 +146,12 @@ def test_a_database_nobody_changed_is_not_copied_again(reset_service) -> None:
 
 def test_an_open_write_transaction_elsewhere_is_not_taken_for_unchanged(reset_service) -> None:
     path = reset_service.fresh_worker_db()
-    holder = sqlite3.connect(path, isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")
-        holder.execute("DELETE FROM role_permissions")  # not committed yet
-        with pytest.raises(ResetTimeout):
-            reset_service.reset(path)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    # A change not committed yet: the file is not "unchanged", and its lock is held.
+    with (
+        write_transaction_elsewhere(path, "DELETE FROM role_permissions"),
+        pytest.raises(ResetTimeout),
+    ):
+        reset_service.reset(path)
 
 
 def test_replaced_file_is_reopened_not_reset_through_a_stale_handle(reset_service) -> None:
