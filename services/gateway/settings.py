@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from services.core.settings import CoreSettings, env_field
 
 
@@ -13,6 +15,31 @@ class GatewaySettings(CoreSettings):
         default=None,
         description="OpenAI-compatible base URL of one inference server, e.g. "
         "http://127.0.0.1:8001/v1 (llama.cpp, vLLM, Ollama).",
+    )
+    inference_chat_model: str | None = env_field(
+        "INFERENCE_CHAT_MODEL",
+        default=None,
+        min_length=1,
+        description="Name the INFERENCE_URL server serves for the alias 'chat'; default: the "
+        "first model its GET /v1/models lists.",
+    )
+    inference_code_model: str | None = env_field(
+        "INFERENCE_CODE_MODEL",
+        default=None,
+        min_length=1,
+        description="Name the INFERENCE_URL server serves for the alias 'code'; default: the "
+        "first model its GET /v1/models lists.",
+    )
+    inference_api_key: SecretStr | None = env_field(
+        "INFERENCE_API_KEY",
+        default=None,
+        description="Sent to the INFERENCE_URL server as 'Authorization: Bearer ...'.",
+    )
+    inference_models_ttl_seconds: float = env_field(
+        "INFERENCE_MODELS_TTL_SECONDS",
+        default=60.0,
+        gt=0,
+        description="How long the model list discovered from INFERENCE_URL is reused.",
     )
     model_registry: Path | None = env_field(
         "MODEL_REGISTRY",
