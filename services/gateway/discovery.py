@@ -95,4 +95,4 @@ def _reason(exc: Exception) -> str:
         return f"cannot connect: {type(exc).__name__}"
     if isinstance(exc, httpx.HTTPError):
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return f"GET /models answered something else than an OpenAI model list: {exc}"
+    return f"GET /models did not answer an OpenAI model list: {exc}"
