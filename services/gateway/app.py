@@ -21,7 +21,13 @@ from services.core.http import make_async_client
 from services.gateway.discovery import ModelDiscovery
 from services.gateway.forward import Target, add_forwarding
 from services.gateway.proxy import NOT_CONFIGURED, PASSTHROUGH_LABEL, InferenceProxy
-from services.gateway.registry import DEFAULT_BACKEND, Backend, ModelRegistry, load_registry
+from services.gateway.registry import (
+    AUTO_MODEL,
+    DEFAULT_BACKEND,
+    Backend,
+    ModelRegistry,
+    load_registry,
+)
 from services.gateway.routes import chat, completions, embeddings
 from services.gateway.routes import models as models_routes
 from services.gateway.settings import GatewaySettings
@@ -30,7 +36,7 @@ from services.security.bootstrap import secure_service_app
 from services.security.db import Database
 
 SERVICE = "gateway"
-AUTO_MODEL = "auto"
+
 __all__ = ["AUTO_MODEL", "NOT_CONFIGURED", "PASSTHROUGH_LABEL", "SERVICE", "create_app"]
 log = logging.getLogger("ai_suite.gateway")
 

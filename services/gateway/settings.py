@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 
 from services.core.settings import CoreSettings, env_field
 
@@ -19,14 +20,12 @@ class GatewaySettings(CoreSettings):
     inference_chat_model: str | None = env_field(
         "INFERENCE_CHAT_MODEL",
         default=None,
-        min_length=1,
         description="Name the INFERENCE_URL server serves for the alias 'chat'; default: the "
         "first model its GET /v1/models lists.",
     )
     inference_code_model: str | None = env_field(
         "INFERENCE_CODE_MODEL",
         default=None,
-        min_length=1,
         description="Name the INFERENCE_URL server serves for the alias 'code'; default: the "
         "first model its GET /v1/models lists.",
     )
@@ -63,6 +62,16 @@ class GatewaySettings(CoreSettings):
         default=None,
         description="Base URL of the RAG service; default http://AI_SUITE_HOST:RAG_PORT.",
     )
+
+    @field_validator(
+        "inference_chat_model", "inference_code_model", "inference_api_key", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `INFERENCE_CHAT_MODEL=` (e.g. compose's ${VAR:-}) means "not set", not a name.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
 
     @property
     def port(self) -> int:

@@ -226,3 +226,25 @@ def test_stream_without_usage_finds_none() -> None:
     found.feed(sse({"choices": [{"delta": {"content": "usage"}}]}, "[DONE]"))
     found.feed(b'data: {"usage": broken\n\n')
     assert found.last is None
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def test_inference_settings_come_from_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.gateway.settings import GatewaySettings
+
+    monkeypatch.setenv("INFERENCE_CHAT_MODEL", "llama3.2:1b")
+    monkeypatch.setenv("INFERENCE_CODE_MODEL", " ")  # compose's ${VAR:-}: unset
+    monkeypatch.setenv("INFERENCE_API_KEY", "sk-from-env-42")
+    monkeypatch.setenv("INFERENCE_MODELS_TTL_SECONDS", "5")
+    settings = GatewaySettings()
+    assert settings.inference_chat_model == "llama3.2:1b"
+    assert settings.inference_code_model is None
+    assert settings.inference_api_key is not None
+    assert settings.inference_api_key.get_secret_value() == "sk-from-env-42"
+    assert settings.inference_models_ttl_seconds == 5
+    assert "sk-from-env-42" not in repr(settings)
+    monkeypatch.setenv("INFERENCE_MODELS_TTL_SECONDS", "0")
+    with pytest.raises(ValueError, match="INFERENCE_MODELS_TTL_SECONDS"):
+        GatewaySettings()
