@@ -154,6 +154,20 @@ class InferenceProxy:
             ) from exc
 
         response = upstream.response
+        if response.status_code in (401, 403):
+            # The gateway's credentials, not the caller's: passing the 401 on would tell
+            # the client its own key is wrong.
+            await response.aclose()
+            self.pool.finish(label, upstream)
+            await fail("upstream_error", 502, upstream.backend)
+            raise ApiError(
+                502,
+                f"the inference backend {upstream.backend!r} refused the gateway's request "
+                f"with {response.status_code}: set INFERENCE_API_KEY (or the backend's "
+                "api_key_env in MODEL_REGISTRY) to the key that server expects, then restart "
+                "the gateway",
+                code="upstream_auth_failed",
+            )
         headers = {"X-Backend": upstream.backend, "X-Model": resolved.alias}
         content_type = response.headers.get("content-type", "application/json")
         if stream and response.status_code == 200:

@@ -581,3 +581,21 @@ async def test_backend_answering_5xx_to_the_probe_is_degraded(make_gateway: Make
     gw = await make_gateway({HOST: sick}, inference_url=UPSTREAM)
     body = (await gw.client.get("/ready")).json()
     assert body["checks"]["backend:default"] == f"{UPSTREAM} answered 500 to GET /models"
+
+
+async def test_upstream_refusing_the_gateways_key_is_502_not_401(make_gateway: MakeGateway):
+    # Pinned names: no discovery, so the refusal comes from the request itself.
+    gw = await make_gateway(
+        {HOST: stub(api_key="sk-right")},
+        inference_url=UPSTREAM,
+        inference_chat_model=SERVED,
+        inference_code_model=SERVED,
+        inference_api_key="sk-wrong",
+    )
+    for response in (await gw.chat(), await gw.complete(), await gw.embed()):
+        assert response.status_code == 502
+        error = response.json()["error"]
+        assert error["code"] == "upstream_auth_failed"
+        assert "INFERENCE_API_KEY" in error["message"]
+    assert await gw.sample("llm_requests_total", model="chat", status="401") == 3
+    assert gw.audit_rows()[-1][3:5] == ("upstream_error", 502)
