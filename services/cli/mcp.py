@@ -8,6 +8,7 @@ protocol; logs and errors go to stderr.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -83,6 +84,9 @@ def stdio(url: str | None, key_file: Path | None) -> None:
     upstream = Upstream(url or default_url(), key)
     # Logs go to stderr: stdout belongs to the protocol.
     configure_logging("mcp-stdio", CoreSettings().log_level, stream=sys.stderr)
+    # Every forwarded call is a few HTTP requests; their per-request lines are noise here.
+    for name in ("httpx2", "mcp.client.streamable_http"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         anyio.run(serve_stdio, upstream)
     except BridgeError as exc:
