@@ -112,7 +112,7 @@ class Upstream:
                 session = await stack.enter_async_context(ClientSession(read, write))
                 initialized = await session.initialize()
                 yield session, initialized
-        except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
+        except Exception as exc:  # classified below, never swallowed
             explained = self.explain(exc, failures)
             if explained is exc:
                 raise

@@ -116,8 +116,8 @@ class McpProtocol:
                 subscriptions=False,  # the tool list never changes while the server runs
             )
         # The SDK has no public way to unregister a handler (its own in-memory transport
-        # uses _lowlevel_server too); tests/integration/mcp checks the advertised result.
-        handlers = self.server._lowlevel_server._request_handlers  # noqa: SLF001
+        # uses _lowlevel_server too); tests/unit/mcp/test_mcp_bridge.py checks the result.
+        handlers = self.server._lowlevel_server._request_handlers
         for method in UNSERVED_METHODS:
             handlers.pop(method, None)
         # Creates the session manager; its run() is entered by the app's lifespan.

@@ -225,4 +225,3 @@ def test_default_url(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert default_url() == url
-
