@@ -171,7 +171,9 @@ def build_server(upstream: Upstream, *, instructions: str | None = None) -> Serv
     ) -> types.ListToolsResult:
         try:
             async with upstream.session() as (session, _initialized):
-                return await session.list_tools(params=params)
+                return await session.send_request(
+                    types.ListToolsRequest(params=params), types.ListToolsResult
+                )
         except BridgeError as exc:
             log.error("%s", exc)
             raise MCPError(types.INTERNAL_ERROR, str(exc)) from exc
@@ -181,9 +183,13 @@ def build_server(upstream: Upstream, *, instructions: str | None = None) -> Serv
     ) -> types.CallToolResult:
         try:
             async with upstream.session() as (session, _initialized):
-                # Content, is_error and structured_content come back exactly as the HTTP
-                # server sent them: a pending approval, its approval_id, every refusal.
-                return await session.call_tool(params.name, params.arguments)
+                # The request as received and the result as sent: content, is_error and
+                # structured_content of a pending approval, its approval_id, every refusal.
+                # (ClientSession.call_tool would also list the tools again to validate
+                # output schemas, which is the assistant's business, not the bridge's.)
+                return await session.send_request(
+                    types.CallToolRequest(params=params), types.CallToolResult
+                )
         except BridgeError as exc:
             log.error("%s", exc)
             return types.CallToolResult(

@@ -6,7 +6,7 @@ this is tests/e2e/test_mcp_stdio_e2e.py."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -125,6 +125,39 @@ async def test_results_are_forwarded_as_the_server_sent_them(env: Env) -> None:
 
         denied = await client.call_tool("run_command", {"argv": ["ls"]})
         assert denied.structured_content["code"] == "permission_denied"
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("read_file", {"path": "missing.txt"}),  # the tool's own refusal
+        ("read_file", {"path": "a.txt", "unknown": 1}),  # the pipeline's validation
+        ("read_file", {"path": "../outside"}),  # the sandbox
+        ("run_command", {"argv": ["ls"]}),  # the role
+        ("no_such_tool", {}),  # the SDK's answer to an unknown tool
+    ],
+)
+async def test_the_bridged_answer_is_the_http_answer(
+    env: Env, tool: str, arguments: dict[str, object]
+) -> None:
+    key = env.key("dev", "developer")
+
+    async def outcome(call: Callable[[], Awaitable[object]]) -> object:
+        try:
+            result = await call()
+        except MCPError as exc:
+            return ("error", exc.code, exc.message)
+        # _meta is each server's own (the SDK stamps its serverInfo in newer protocol eras).
+        return result.model_dump(exclude={"meta"})  # type: ignore[attr-defined]
+
+    async with running(env):
+        async with upstream(env, key).session() as (session, _):
+            direct = await outcome(lambda: session.call_tool(tool, arguments))
+        async with Client(build_server(upstream(env, key))) as client:
+            bridged = await outcome(lambda: client.call_tool(tool, arguments))
+    assert bridged == direct
+    # Every case is a refusal of one kind or another, never a silent success.
+    assert isinstance(direct, tuple) or direct["is_error"] is True  # type: ignore[index]
 
 
 async def test_a_refused_key_is_a_bridge_error_that_says_what_to_do(env: Env) -> None:
