@@ -17,6 +17,7 @@ import pytest
 
 from pytest_plugins.stack import Stack
 from services.core.version import package_version
+from services.security.db import Database
 from tests.support.keys import make_key
 from tests.support.live import free_port
 from tests.support.mcp_client import child_env, stdio_session
@@ -30,10 +31,11 @@ def keys(stack: Stack) -> dict[str, str]:
     """Keys of new users (unique per run: the stack is shared with other tests)."""
     suffix = uuid.uuid4().hex[:8]
     db_path = stack.data_dir / "security.db"
-    return {
+    keys = {
         role: make_key(db_path, f"stdio-{role}-{suffix}", role)
         for role in ("viewer", "developer", "admin")
     }
+    return {**keys, "suffix": suffix}
 
 
 @pytest.fixture
@@ -120,6 +122,23 @@ async def test_desktop_assistant_flow_over_stdio(
 
     errlog.seek(0)
     assert "bridging stdio to" in errlog.read()
+    # The HTTP server's pipeline wrote the audit rows, under the key's user.
+    db = Database(stack.data_dir / "security.db")
+    try:
+        rows = db.query(
+            "SELECT action, outcome FROM audit_log WHERE user_name = ? AND action LIKE 'tool:%'"
+            " ORDER BY id",
+            (f"stdio-developer-{keys['suffix']}",),
+        )
+    finally:
+        db.close()
+    assert [tuple(row) for row in rows] == [
+        ("tool:write_file", "pending"),
+        ("tool:read_file", "error"),
+        ("tool:write_file", "ok"),
+        ("tool:read_file", "ok"),
+        ("tool:write_file", "denied"),
+    ]
     assert not (tmp_path / "none").exists()
 
 
