@@ -14,6 +14,7 @@ from typing import TextIO
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from pytest_plugins.stack import Stack
 from services.core.version import package_version
@@ -154,7 +155,8 @@ async def test_a_wrong_key_fails_at_start_with_the_reason_on_stderr(
     assert "AI_SUITE_API_KEY" in lines[0]
 
     # The official client sees the process end; the message is in the assistant's log.
-    with pytest.raises(Exception):  # noqa: B017 - which one depends on the SDK's transport
+    closed = pytest.RaisesExc(MCPError, match="Connection closed")
+    with pytest.RaisesGroup(closed, flatten_subgroups=True):
         async with stdio_session(
             AI_SUITE, STDIO, bridge_env(stack, "ais_" + "x" * 43, tmp_path), errlog
         ):
