@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 import click
+from pydantic import ValidationError
 
 from services.cli.approvals import KEY_ENV
 from services.core.logging import configure_logging
@@ -81,9 +82,14 @@ def stdio(url: str | None, key_file: Path | None) -> None:
     # Imported here: the MCP SDK is a large import that the other commands do not need.
     from services.mcp.bridge import BridgeError, Upstream, serve_stdio
 
-    upstream = Upstream(url or default_url(), key)
+    try:
+        settings = CoreSettings()
+        upstream = Upstream(url or default_url(), key)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise click.ClickException(f"invalid setting: {problem['msg']}") from None
     # Logs go to stderr: stdout belongs to the protocol.
-    configure_logging("mcp-stdio", CoreSettings().log_level, stream=sys.stderr)
+    configure_logging("mcp-stdio", settings.log_level, stream=sys.stderr)
     # Every forwarded call is a few HTTP requests; their per-request lines are noise here.
     for name in ("httpx2", "mcp.client.streamable_http"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -258,3 +258,13 @@ def test_default_url(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert default_url() == url
+
+
+def test_a_bad_setting_is_one_line_not_a_traceback() -> None:
+    result = CliRunner().invoke(
+        cli, ["mcp", "stdio"], env={"AI_SUITE_API_KEY": "ais_k", "MCP_PORT": "70000"}
+    )
+    assert result.exit_code == 1
+    assert "invalid setting" in result.output
+    assert "port must be between 0 and 65535" in result.output
+    assert "Traceback" not in result.output
