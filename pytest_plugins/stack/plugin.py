@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from pytest_plugins.stack import compose
-from pytest_plugins.stack.backend import ServiceStartError
+from pytest_plugins.stack.backend import ServiceStartError, ServiceUnavailable
 from pytest_plugins.stack.handle import Stack
 from pytest_plugins.stack.manager import OWNER_ENV, StackManager, owner_from_env
 from pytest_plugins.stack.spec import StackSpecError, load_stack
@@ -180,9 +180,14 @@ def stack(request: pytest.FixtureRequest) -> Stack:
         backend, skip_reason = _choose_backend(config, manager)
         if skip_reason is not None:
             pytest.skip(skip_reason)
-        return Stack(manager, manager.acquire(backend=backend))
+        return Stack(manager, manager.acquire(backend=backend), on_unavailable=_skip)
     except ServiceStartError as exc:
         pytest.fail(f"stack {manager.spec.name!r} failed to start: {exc}", pytrace=False)
+
+
+def _skip(unavailable: ServiceUnavailable) -> NoReturn:
+    """An optional service the test uses is not running: the test is skipped, saying why."""
+    pytest.skip(f"stack service {unavailable.name!r} is unavailable: {unavailable.reason}")
 
 
 @pytest.hookimpl(hookwrapper=True)
