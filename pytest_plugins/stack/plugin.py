@@ -153,7 +153,16 @@ def _choose_backend(config: pytest.Config, manager: StackManager) -> tuple[str, 
     wanted = str(_option(config, "stack_backend"))
     choice: tuple[str, str | None] = ("local", None)
     if wanted != "local":
-        reason = compose.unavailable_reason(manager.spec)
+        spec = manager.spec
+        if wanted == "compose":
+            # Asked for explicitly: optional services without a Compose service are only
+            # unavailable (their tests skip), they do not stop the backend. `auto` keeps
+            # to local processes then, where they can run.
+            unrunnable = spec.without_runner("compose")
+            spec = spec.model_copy(
+                update={"services": [s for s in spec.services if s.name not in unrunnable]}
+            )
+        reason = compose.unavailable_reason(spec)
         if reason is None:
             choice = ("compose", None)
         elif wanted == "compose":
