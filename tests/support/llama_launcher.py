@@ -30,7 +30,13 @@ NOT_INSTALLED_EXIT = 3
 # Small and predictable: one thread (the machines have 2 cores, shared with the tests),
 # a fixed seed for requests that bring none. 4096 tokens of context cost 2 MB of KV
 # cache with this model and leave room for the long streams the fault tests cut off.
-SERVER_OPTIONS = ["--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1", "--seed", "1"]
+# --interrupt_requests false: by default llama-cpp-python ends a running stream with
+# [DONE] (no finish_reason) as soon as another request arrives; xdist workers share one
+# server, so requests must queue instead (the server runs one at a time either way).
+SERVER_OPTIONS = [
+    *("--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1", "--seed", "1"),
+    *("--interrupt_requests", "false"),
+]
 
 
 def default_llama_python() -> Path:
