@@ -82,7 +82,10 @@ def model_path(model_dir: Path, seed: int) -> Path:
     return model_dir / f"tiny-llama-{seed}.gguf"
 
 
-def server_argv(python: Path, model: Path, alias: str, host: str, port: int) -> list[str]:
+def server_argv(
+    python: Path, model: Path, alias: str, host: str, port: int, api_key: str | None = None
+) -> list[str]:
+    key = ["--api_key", api_key] if api_key else []
     return [
         str(python),
         "-m",
@@ -98,6 +101,7 @@ def server_argv(python: Path, model: Path, alias: str, host: str, port: int) -> 
         "--embedding",
         "true",
         *SERVER_OPTIONS,
+        *key,
     ]
 
 
@@ -109,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the model's weights")
     parser.add_argument("--llama-python", type=Path, default=None)
+    parser.add_argument("--api-key", default=None, help="clients must send it as a Bearer key")
     return parser.parse_args(argv)
 
 
@@ -122,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     model = model_path(args.model_dir, args.seed)
     if not model.exists():
         write_model(model, args.seed)  # atomic: a racing launcher writes the same bytes
-    argv_out = server_argv(python, model, args.alias, args.host, args.port)
-    print("starting: " + " ".join(argv_out), file=sys.stderr, flush=True)
+    argv_out = server_argv(python, model, args.alias, args.host, args.port, args.api_key)
+    shown = [("***" if args.api_key and part == args.api_key else part) for part in argv_out]
+    print("starting: " + " ".join(shown), file=sys.stderr, flush=True)
     os.execve(argv_out[0], argv_out, server_environment())
 
 
