@@ -261,7 +261,7 @@ def test_ready_names_llama_as_degraded_while_it_is_down(
     assert down.json()["degraded"] == ["backend:default"]
     stack.wait_healthy("llama")
     wait_until_chat_works(client)
-    assert httpx.get(ready_url, timeout=30).json()["status"] == "ok"
+    assert httpx.get(ready_url, timeout=30).json()["status"] == "ready"
 
 
 def read_killing_llama_after_the_first_token(
