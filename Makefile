@@ -18,6 +18,9 @@ STAMP := $(VENV)/.synced
 LLAMA_VENV := .venv-llama
 LLAMA_REQUIREMENTS := tests/llama-requirements.txt
 LLAMA_STAMP := $(LLAMA_VENV)/.installed
+# LLAMA_REQUIRED=1 (.ci/run): llama.cpp's server must be built *and* start; the stack
+# plugin then treats its optional services as required instead of skipping their tests.
+LLAMA_STACK_ARGS = $(if $(filter 1,$(LLAMA_REQUIRED)),--stack-require=gateway-llama --stack-require=gateway-llama-keyed)
 PYTEST_ARGS ?=
 # Many examples per property in `make test` and CI; `pytest` alone uses the fast `dev` profile.
 HYPOTHESIS_PROFILE ?= ci
@@ -90,7 +93,7 @@ format: install ## Apply black and ruff fixes
 	$(VENV)/bin/black .
 
 test: install lint llama-optional ## Lint, then every test with coverage (gate: 80%)
-	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -n 2 --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -n 2 --cov --cov-report=term --cov-report=xml $(LLAMA_STACK_ARGS) $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only
 	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
@@ -99,7 +102,7 @@ test-integration: install ## Integration tests only
 	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
 test-e2e: install llama-optional ## End-to-end tests only
-	$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m e2e $(LLAMA_STACK_ARGS) $(PYTEST_ARGS)
 
 docker-up: ## Start a local Docker Engine (installs docker.io with apt as root) and Compose v2
 	docker/dockerd.sh start

@@ -50,6 +50,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="leave the stack running and reuse it next run if unchanged; " "ini: stack_keep",
     )
     group.addoption(
+        "--stack-require",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="treat optional service NAME (and what it needs) as required: if it cannot"
+        " start, the run fails instead of skipping its tests; repeatable or comma-separated;"
+        " ini: stack_require",
+    )
+    group.addoption(
         "--stack-state-dir",
         default=None,
         help="where running stacks are recorded; ini: stack_state_dir",
@@ -63,6 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("stack_file", "stack YAML file, relative to rootdir", default="")
     parser.addini("stack_keep", "keep and reuse the stack between runs", type="bool", default=False)
     parser.addini("stack_state_dir", "stack state directory", default=".pytest_stack")
+    parser.addini("stack_require", "optional services that must start", type="args", default=[])
     parser.addini("stack_artifacts", "service log directory", default="artifacts/stack")
 
 
@@ -74,6 +84,11 @@ def _option(config: pytest.Config, name: str) -> object:
 def _path(config: pytest.Config, name: str) -> Path | None:
     value = str(_option(config, name) or "")
     return (config.rootpath / value) if value else None
+
+
+def _required(config: pytest.Config) -> list[str]:
+    values = config.getoption("--stack-require") or config.getini("stack_require")
+    return [name for value in values for name in str(value).split(",") if name]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,7 +122,7 @@ def _manager(config: pytest.Config) -> StackManager | None:
     if stack_file is None:
         return None
     try:
-        spec = load_stack(stack_file)
+        spec = load_stack(stack_file).requiring(_required(config))
     except StackSpecError as exc:
         raise pytest.UsageError(str(exc)) from None
     owner = owner_from_env() or current_process_identity()

@@ -139,6 +139,22 @@ class StackSpec(BaseModel):
             visit(name, ())
         return order
 
+    def requiring(self, names: list[str]) -> StackSpec:
+        """This stack with ``names`` and what they depend on made required (not optional):
+        a run that must prove them (CI) fails instead of skipping when they cannot start."""
+        unknown = [n for n in names if n not in self.names()]
+        if unknown:
+            raise StackSpecError(
+                f"cannot require {unknown}: stack {self.name!r} has no such service;"
+                f" it has {self.names()}"
+            )
+        required = {s.name for s in self.start_order(names)} if names else set()
+        services = [
+            s.model_copy(update={"optional": False}) if s.name in required else s
+            for s in self.services
+        ]
+        return self.model_copy(update={"services": services})
+
     def without_runner(self, backend: str) -> dict[str, str]:
         """Optional services ``backend`` cannot run (no command, no Compose service), and
         what depends on them, each with the reason it is unavailable."""

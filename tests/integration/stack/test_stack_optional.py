@@ -134,3 +134,20 @@ def test_bad_optional_configuration_is_a_usage_error(
     result = project.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_stack_require_makes_a_missing_optional_service_fail_the_run(
+    project: pytest.Pytester,
+) -> None:
+    project.makefile(".yaml", stack=stack_yaml(", DIE_AT_START: '1'"))
+    result = project.runpytest_subprocess("--stack-require=dep", "test_uses.py::test_web")
+    result.assert_outcomes(errors=1)  # dep needs opt: both became required
+    result.stdout.fnmatch_lines(["*opt exited with code 7 before it was ready*"])
+    assert_all_gone(pids(project, "web") + pids(project, "opt"))
+
+
+def test_stack_require_of_an_unknown_service_is_a_usage_error(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", stack=stack_yaml())
+    result = project.runpytest_subprocess("--stack-require=web,lama")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*cannot require *'lama'*: stack 'opt' has no such service*"])

@@ -191,3 +191,20 @@ def test_optional_services_a_backend_cannot_run_and_their_dependants(tmp_path: P
     assert sorted(unrunnable) == ["gw", "llama"]
     assert "no 'compose_service'" in unrunnable["llama"]
     assert unrunnable["gw"].startswith("'gw' depends on 'llama'")
+
+
+def test_requiring_a_service_makes_it_and_its_dependencies_required(tmp_path: Path) -> None:
+    spec = load_stack(
+        write(
+            tmp_path,
+            "services:\n  a: {command: [x], optional: true}\n"
+            "  b: {command: [x], depends_on: [a], optional: true}\n"
+            "  c: {command: [x], optional: true}\n",
+        )
+    )
+    required = spec.requiring(["b"])
+    assert [s.optional for s in required.services] == [False, False, True]
+    assert required.fingerprint() != spec.fingerprint()
+    assert spec.requiring([]) == spec
+    with pytest.raises(StackSpecError, match="no such service"):
+        spec.requiring(["zz"])
