@@ -24,6 +24,7 @@ _manager_key = pytest.StashKey[StackManager | None]()
 _previous_owner_key = pytest.StashKey[str | None]()
 _offsets_key = pytest.StashKey[dict[str, int]]()
 _choice_key = pytest.StashKey[tuple[str, str | None]]()
+_unavailable_key = pytest.StashKey[dict[str, str]]()
 
 
 def _backend(value: str) -> str:
@@ -158,7 +159,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if manager is None and _path(config, "stack_file") is not None:
         manager = _manager(config)
     if manager is not None:
+        with manager.locked() as state:
+            if state is not None and state.owner_pid == os.getpid():
+                config.stash[_unavailable_key] = dict(state.unavailable)
         manager.teardown(_path(config, "stack_artifacts"))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line per optional service that did not run, even without ``-rs``: its tests
+    were skipped, and the reason's first line says how to fix it."""
+    for name, reason in config.stash.get(_unavailable_key, {}).items():
+        last = [line.strip() for line in reason.splitlines() if line.strip()][-1]
+        terminalreporter.write_line(
+            f"stack: optional service {name!r} was unavailable, its tests skipped: {last}",
+            yellow=True,
+        )
 
 
 def _choose_backend(config: pytest.Config, manager: StackManager) -> tuple[str, str | None]:

@@ -70,6 +70,10 @@ def test_missing_optional_service_skips_it_and_its_dependants_with_the_reason(
             "*stack service 'dep' is unavailable: dep depends on opt, which is unavailable*",
         ]
     )
+    # Also said without -rs, once per service, with the reason's last line.
+    result.stdout.fnmatch_lines(
+        ["stack: optional service 'opt' was unavailable, its tests skipped: fatal: cannot*"]
+    )
     # The reason carries the service's last log lines (the launcher's "run `make llama`").
     assert "fatal: cannot open the frobnicator" in result.stdout.str()
     assert len(pids(project, "opt")) == 1
