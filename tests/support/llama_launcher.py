@@ -30,13 +30,11 @@ NOT_INSTALLED_EXIT = 3
 # Small and predictable: one thread (the machines have 2 cores, shared with the tests),
 # a fixed seed for requests that bring none. 4096 tokens of context cost 2 MB of KV
 # cache with this model and leave room for the long streams the fault tests cut off.
-# --interrupt_requests false: by default llama-cpp-python ends a running stream with
-# [DONE] (no finish_reason) as soon as another request arrives; xdist workers share one
-# server, so requests must queue instead (the server runs one at a time either way).
-SERVER_OPTIONS = [
-    *("--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1", "--seed", "1"),
-    *("--interrupt_requests", "false"),
-]
+# The launcher also passes --interrupt_requests false unless told otherwise: by default
+# llama-cpp-python ends a running stream with [DONE] (no finish_reason) as soon as another
+# request arrives (test_a_new_request_ends_the_running_stream_by_default); xdist workers
+# share one server, so requests must queue instead (it runs one at a time either way).
+SERVER_OPTIONS = ["--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1", "--seed", "1"]
 
 
 def default_llama_python() -> Path:
@@ -83,7 +81,13 @@ def model_path(model_dir: Path, seed: int) -> Path:
 
 
 def server_argv(
-    python: Path, model: Path, alias: str, host: str, port: int, api_key: str | None = None
+    python: Path,
+    model: Path,
+    alias: str,
+    host: str,
+    port: int,
+    api_key: str | None = None,
+    interrupt_requests: bool = False,
 ) -> list[str]:
     key = ["--api_key", api_key] if api_key else []
     return [
@@ -101,6 +105,8 @@ def server_argv(
         "--embedding",
         "true",
         *SERVER_OPTIONS,
+        "--interrupt_requests",
+        "true" if interrupt_requests else "false",
         *key,
     ]
 
@@ -114,6 +120,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the model's weights")
     parser.add_argument("--llama-python", type=Path, default=None)
     parser.add_argument("--api-key", default=None, help="clients must send it as a Bearer key")
+    parser.add_argument(
+        "--interrupt-requests",
+        action="store_true",
+        help="llama-cpp-python's default: a new request ends the running stream",
+    )
     return parser.parse_args(argv)
 
 
@@ -127,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     model = model_path(args.model_dir, args.seed)
     if not model.exists():
         write_model(model, args.seed)  # atomic: a racing launcher writes the same bytes
-    argv_out = server_argv(python, model, args.alias, args.host, args.port, args.api_key)
+    argv_out = server_argv(
+        python, model, args.alias, args.host, args.port, args.api_key, args.interrupt_requests
+    )
     shown = [("***" if args.api_key and part == args.api_key else part) for part in argv_out]
     print("starting: " + " ".join(shown), file=sys.stderr, flush=True)
     os.execve(argv_out[0], argv_out, server_environment())

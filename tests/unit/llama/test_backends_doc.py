@@ -11,7 +11,10 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_every_test_the_backends_page_names_exists() -> None:
     doc = (ROOT / "docs" / "backends.md").read_text()
     named = set(re.findall(r"`(test_\w+)`", doc))
-    source = (ROOT / "tests" / "e2e" / "test_llama_e2e.py").read_text()
+    source = "".join(
+        (ROOT / "tests" / path).read_text()
+        for path in ("e2e/test_llama_e2e.py", "integration/llama/test_llama_server_behaviour.py")
+    )
     defined = set(re.findall(r"^def (test_\w+)\(", source, flags=re.M))
     assert len(named) >= 10
     assert named - defined == set()
