@@ -165,9 +165,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         manager.teardown(_path(config, "stack_artifacts"))
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     """One line per optional service that did not run, even without ``-rs``: its tests
-    were skipped, and the reason's first line says how to fix it."""
+    were skipped. The reason's last line is the service's own last word (for llama.cpp's
+    launcher: "run `make llama`")."""
     for name, reason in config.stash.get(_unavailable_key, {}).items():
         last = [line.strip() for line in reason.splitlines() if line.strip()][-1]
         terminalreporter.write_line(
