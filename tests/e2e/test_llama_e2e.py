@@ -246,6 +246,22 @@ def test_gateway_sends_inference_api_key_to_a_server_that_wants_one(stack: Stack
     assert response.choices[0].finish_reason == "length"
 
 
+def test_a_key_the_server_refuses_is_the_gateways_502_naming_inference_api_key(
+    stack: Stack, key: str
+) -> None:
+    base = stack.url("gateway-llama-wrong-key")
+    with (
+        openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0) as wrong,
+        pytest.raises(openai.APIStatusError) as info,
+    ):
+        wrong.chat.completions.create(model="chat", messages=PROMPT, max_tokens=2)
+    assert info.value.status_code == 502  # not 401: the caller's own key is fine
+    assert "INFERENCE_API_KEY" in info.value.message
+    ready = httpx.get(f"{base}/ready", timeout=30).json()
+    assert ready["degraded"] == ["backend:default"]
+    assert "INFERENCE_API_KEY" in ready["checks"]["backend:default"]
+
+
 @pytest.mark.stack_exclusive
 def test_ready_names_llama_as_degraded_while_it_is_down(
     client: openai.OpenAI, stack: Stack
