@@ -87,18 +87,29 @@ class Stack:
         with self.manager.locked() as state:
             self._refresh(state)
             self.backend.stop(name)
+            self._mark_stopped(name, stopped=True)
 
     def kill(self, name: str) -> None:
         self.require(name)
         with self.manager.locked() as state:
             self._refresh(state)
             self.backend.kill(name)
+            self._mark_stopped(name, stopped=True)
 
     def start(self, name: str) -> None:
         self.require(name)
         with self.manager.locked() as state:
             self._refresh(state)
+            self._mark_stopped(name, stopped=False)
             self.backend.start(name)
+
+    def _mark_stopped(self, name: str, *, stopped: bool) -> None:
+        """Record (under the lock) that a test took ``name`` down, or brings it back, so
+        that a worker attaching meanwhile leaves it as the test wants it."""
+        state = self.backend.state
+        state.stopped = sorted((set(state.stopped) | {name}) if stopped else
+                               (set(state.stopped) - {name}))  # fmt: skip
+        state.save(self.manager.state_file)
 
     def restart(self, name: str) -> None:
         self.require(name)

@@ -66,6 +66,14 @@ class LocalBackend(StackBackend):
 
     def start(self, name: str) -> None:
         service = self.spec.service(name)
+        running = self.state.processes.get(name)
+        if running is not None and running.alive():
+            # A second process would replace the record of the first, which then
+            # outlives the run: neither teardown nor the reaper would know it.
+            raise ServiceStartError(
+                f"{name} is already running (pid {running.pid}): stop or kill it first,"
+                " or use restart"
+            )
         if not service.command:
             raise ServiceStartError(f"{name}: no 'command' in the stack file for the local backend")
         context = self._context(service)

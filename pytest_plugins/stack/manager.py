@@ -98,6 +98,7 @@ class StackManager:
                     # A new run tries the optional services again: `make llama` may
                     # have installed what was missing.
                     state.unavailable.clear()
+                    state.stopped.clear()
                     state.save(self.state_file)
                 running = self._make_backend(state)
                 self.backend = running

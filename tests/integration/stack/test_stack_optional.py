@@ -155,3 +155,17 @@ def test_stack_require_of_an_unknown_service_is_a_usage_error(project: pytest.Py
     result = project.runpytest_subprocess("--stack-require=web,lama")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*cannot require *'lama'*: stack 'opt' has no such service*"])
+
+
+def test_starting_a_running_service_is_refused_not_leaked(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", stack=stack_yaml())
+    project.makepyfile(test_twice="""
+        import pytest
+        from pytest_plugins.stack.backend import ServiceStartError
+        def test_twice(stack):
+            with pytest.raises(ServiceStartError, match="web is already running"):
+                stack.start("web")
+        """)
+    project.runpytest_subprocess("test_twice.py").assert_outcomes(passed=1)
+    assert len(pids(project, "web")) == 1
+    assert_all_gone(pids(project, "web") + pids(project, "opt") + pids(project, "dep"))
