@@ -69,6 +69,12 @@ class StackState:
     compose_project: str | None = None
     compose_services: dict[str, str] = field(default_factory=dict)
     compose_leftover: bool = False
+    # Optional services that are not running, and why (stack name -> reason): they never
+    # started, so there is nothing to kill; tests that use them are skipped.
+    unavailable: dict[str, str] = field(default_factory=dict)
+    # Services a test stopped or killed (fault injection): they stay down until a test
+    # starts them, even when another xdist worker attaches to the stack meanwhile.
+    stopped: list[str] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +101,11 @@ class StackState:
     def started(self) -> set[str]:
         """Stack services this state says are running."""
         return set(self.processes) | set(self.compose_services)
+
+    def settled(self) -> set[str]:
+        """Stack services already dealt with: running, found unavailable, or stopped by
+        a test (an attaching worker must not start those again)."""
+        return self.started() | set(self.unavailable) | set(self.stopped)
 
     def all_alive(self) -> bool:
         if self.compose_project is not None:

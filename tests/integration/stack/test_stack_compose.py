@@ -23,6 +23,7 @@ from pytest_plugins.stack.manager import StackManager
 from pytest_plugins.stack.spec import load_stack
 from pytest_plugins.stack.state import StackState, current_process_identity
 from tests.support import echo_service
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 IMAGE = os.environ.get("AI_SUITE_IMAGE", "local-ai-suite:latest")
@@ -203,8 +204,11 @@ def test_kill_9_of_pytest_leaves_no_container(project: pytest.Pytester) -> None:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         wait_until_no_containers(project)  # the reaper took the project down
-        state_files = list(Path(project.path / ".state").glob("*.json"))
-        assert state_files == []
+        # The containers are gone before `docker compose down` returns (it removes the
+        # network next), and only then does the reaper delete the record: wait for it.
+        state_dir = Path(project.path / ".state")
+        wait_until(lambda: not list(state_dir.glob("*.json")), timeout=60)
+        assert list(state_dir.glob("*.json")) == []
     finally:
         if process.poll() is None:
             process.kill()
