@@ -19,6 +19,7 @@ from filelock import FileLock, Timeout
 
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
+from services.cli.mcp import mcp
 from services.cli.platform import monitoring_installed, monitoring_services, platform_services
 from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
@@ -308,6 +309,7 @@ def up(timeout: float) -> None:
 
 cli.add_command(approvals)
 cli.add_command(alerts)
+cli.add_command(mcp)
 
 
 def main() -> None:

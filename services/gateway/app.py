@@ -1,62 +1,44 @@
-"""The API gateway: OpenAI-compatible routes in front of local inference servers."""
+"""The API gateway: OpenAI-compatible routes in front of local inference servers.
+
+``create_app`` only assembles: the registry, the upstream pool, model discovery, the
+forwarding proxy, then the route modules in :mod:`services.gateway.routes` and the
+forwarding to the other services (:mod:`services.gateway.forward`).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from pydantic import SecretStr
 
-from services.core.auth import audit, requires
-from services.core.errors import ApiError
+from services.core.health import Check
 from services.core.http import make_async_client
+from services.gateway.discovery import ModelDiscovery
 from services.gateway.forward import Target, add_forwarding
-from services.gateway.registry import ModelRegistry, load_registry
-from services.gateway.selection import classify_prompt
+from services.gateway.proxy import NOT_CONFIGURED, PASSTHROUGH_LABEL, InferenceProxy
+from services.gateway.registry import (
+    AUTO_MODEL,
+    DEFAULT_BACKEND,
+    Backend,
+    ModelRegistry,
+    load_registry,
+)
+from services.gateway.routes import chat, completions, embeddings
+from services.gateway.routes import models as models_routes
 from services.gateway.settings import GatewaySettings
-from services.gateway.upstream import LlmMetrics, NoBackendAvailable, UpstreamPool
-from services.security.audit import AuditEntry
+from services.gateway.upstream import LlmMetrics, UpstreamPool
 from services.security.bootstrap import secure_service_app
 from services.security.db import Database
-from services.security.rbac import Principal
 
 SERVICE = "gateway"
-AUTO_MODEL = "auto"
-PASSTHROUGH_LABEL = "<passthrough>"  # unknown names must not become metric labels
+
+__all__ = ["AUTO_MODEL", "NOT_CONFIGURED", "PASSTHROUGH_LABEL", "SERVICE", "create_app"]
 log = logging.getLogger("ai_suite.gateway")
-
-NOT_CONFIGURED = (
-    "no inference backend is configured: set INFERENCE_URL to an OpenAI-compatible base URL "
-    "(for example INFERENCE_URL=http://127.0.0.1:8001/v1 for llama.cpp, "
-    "http://127.0.0.1:11434/v1 for Ollama) or MODEL_REGISTRY to a model registry YAML file, "
-    "then restart the gateway"
-)
-
-
-ModelReader = Annotated[Principal, Depends(requires("models:read"))]
-ChatUser = Annotated[Principal, Depends(requires("chat:create"))]
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: str
-    content: Any = None
-
-
-class ChatRequest(BaseModel):
-    """Only what the gateway needs; every other field is forwarded untouched."""
-
-    model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1, max_length=256)
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
 
 
 def create_app(
@@ -73,7 +55,13 @@ def create_app(
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
     )
-    models = model_registry or load_registry(settings.model_registry, settings.inference_url)
+    url_mode = model_registry is None and settings.model_registry is None
+    models = model_registry or load_registry(
+        settings.model_registry,
+        settings.inference_url,
+        chat_model=settings.inference_chat_model,
+        code_model=settings.inference_code_model,
+    )
     owns_db = db is None
     database = db or Database(settings.security_db_path)
 
@@ -100,125 +88,19 @@ def create_app(
         backoff_seconds=settings.upstream_backoff_seconds,
         failure_threshold=settings.breaker_failure_threshold,
         reset_seconds=settings.breaker_reset_seconds,
+        api_keys=_settings_keys(settings, models, url_mode),
     )
+    discovery = _discovery(settings, models, pool) if url_mode else None
+    proxy = InferenceProxy(models, pool, discovery)
     app.state.settings = settings
     app.state.models = models
     app.state.upstream = pool
+    app.state.proxy = proxy
 
-    @app.get("/v1/models")
-    async def list_models(_: ModelReader) -> dict[str, Any]:
-        data: list[dict[str, Any]] = [
-            {
-                "id": entry.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": "local-ai-suite",
-                "kind": str(entry.kind),
-                "backends": list(entry.backends),
-            }
-            for entry in models.list_models()
-        ]
-        if models.list_models():
-            data.insert(
-                0,
-                {
-                    "id": AUTO_MODEL,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "local-ai-suite",
-                    "kind": "auto",
-                    "backends": [],
-                },
-            )
-        known = {item["id"] for item in data}
-        if models.passthrough_backend:
-            backend = models.backend(models.passthrough_backend)
-            try:
-                upstream_ids = await pool.list_upstream_models(backend)
-            except (httpx.HTTPError, ValueError) as exc:
-                log.warning("backend %s did not list its models: %s", backend.name, exc)
-                upstream_ids = []
-            data.extend(
-                {
-                    "id": mid,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": backend.name,
-                    "kind": "passthrough",
-                    "backends": [backend.name],
-                }
-                for mid in upstream_ids
-                if mid not in known
-            )
-        return {"object": "list", "data": data}
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(
-        body: ChatRequest,
-        request: Request,
-        principal: ChatUser,
-    ) -> Response:
-        if not models.backends:
-            raise ApiError(503, NOT_CONFIGURED, code="no_backend_configured")
-        payload = body.model_dump(exclude_unset=False)
-        if body.model == AUTO_MODEL:
-            kind = classify_prompt(payload["messages"])
-            resolved = models.resolve_auto(kind)
-            if resolved is None:
-                raise ApiError(
-                    404,
-                    f"model 'auto' chose a {kind} model, but the registry has none of that kind",
-                    code="model_not_found",
-                    param="model",
-                )
-        else:
-            resolved = models.resolve(body.model)
-            if resolved is None:
-                names = ", ".join([AUTO_MODEL, *(m.name for m in models.list_models())])
-                raise ApiError(
-                    404,
-                    f"model {body.model!r} is not in the registry; available: {names}",
-                    code="model_not_found",
-                    param="model",
-                )
-        label = resolved.alias if not resolved.passthrough else PASSTHROUGH_LABEL
-        payload["model"] = resolved.upstream_model
-        try:
-            upstream = await pool.post(label, resolved.backends, "/chat/completions", payload)
-        except NoBackendAvailable as exc:
-            await audit(request, _chat_audit(principal, label, "unavailable", 503))
-            raise ApiError(
-                503,
-                f"{exc}. Check that the inference server is running"
-                " (`ai-suite status`) and that INFERENCE_URL or MODEL_REGISTRY point at it.",
-                code="upstream_unavailable",
-                headers={"Retry-After": "5"},
-            ) from exc
-        response = upstream.response
-        headers = {"X-Backend": upstream.backend, "X-Model": resolved.alias}
-        outcome = "ok" if response.status_code < 400 else "upstream_error"
-        content_type = response.headers.get("content-type", "application/json")
-        if body.stream and response.status_code == 200:
-            await audit(request, _chat_audit(principal, label, "streaming", 200, upstream.backend))
-            return StreamingResponse(
-                pool.relay(label, upstream),
-                status_code=200,
-                media_type=content_type,
-                headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        try:
-            content = await response.aread()
-        finally:
-            await response.aclose()
-            pool.finish(label, upstream)
-        await audit(
-            request,
-            _chat_audit(principal, label, outcome, response.status_code, upstream.backend),
-        )
-        return Response(
-            content, status_code=response.status_code, media_type=content_type, headers=headers
-        )
-
+    app.include_router(models_routes.router(models, pool))
+    app.include_router(chat.router(proxy))
+    app.include_router(completions.router(proxy))
+    app.include_router(embeddings.router(proxy))
     add_forwarding(
         app,
         client,
@@ -228,35 +110,43 @@ def create_app(
             "/v1/rag": Target("RAG service", settings.rag_base_url, ""),
         },
     )
-
-    @app.get("/v1/backends")
-    async def backends(_: ModelReader) -> JSONResponse:
-        return JSONResponse(
-            {
-                "data": [
-                    {
-                        "name": b.name,
-                        "url": b.url,
-                        "circuit": pool.breakers[b.name].state.name.lower(),
-                        "retry_after_seconds": round(pool.breakers[b.name].retry_after(), 1),
-                    }
-                    for b in models.backends
-                ]
-            }
-        )
-
+    # Backends are not critical: /ready stays 200 ("degraded") while one is down,
+    # since the gateway itself works and answers 503 with what to do.
+    parts.checks.extend(_backend_check(pool, backend) for backend in models.backends)
     return app
 
 
-def _chat_audit(
-    principal: Principal, model: str, outcome: str, status: int, backend: str | None = None
-) -> AuditEntry:
-    return AuditEntry(
-        action="chat:create",
-        outcome=outcome,
-        user=principal.user,
-        user_id=principal.user_id,
-        resource=model,
-        status=status,
-        details={"backend": backend} if backend else {},
+def _settings_keys(
+    settings: GatewaySettings, models: ModelRegistry, url_mode: bool
+) -> dict[str, SecretStr]:
+    """INFERENCE_API_KEY belongs to the INFERENCE_URL backend only."""
+    if url_mode and settings.inference_api_key is not None and models.backends:
+        return {DEFAULT_BACKEND: settings.inference_api_key}
+    return {}
+
+
+def _discovery(
+    settings: GatewaySettings, models: ModelRegistry, pool: UpstreamPool
+) -> ModelDiscovery | None:
+    """Discovery of upstream names for the aliases INFERENCE_*_MODEL leaves unpinned."""
+    if not models.backends:
+        return None
+    backend = models.backend(DEFAULT_BACKEND)
+    pinned = {"chat": settings.inference_chat_model, "code": settings.inference_code_model}
+
+    async def list_models() -> list[str]:
+        return await pool.discover_models(backend)
+
+    return ModelDiscovery(
+        backend.url,
+        list_models,
+        [alias for alias, name in pinned.items() if name is None],
+        ttl=settings.inference_models_ttl_seconds,
     )
+
+
+def _backend_check(pool: UpstreamPool, backend: Backend) -> Check:
+    async def reachable() -> str | None:
+        return await pool.probe(backend)
+
+    return Check(f"backend:{backend.name}", reachable, critical=False)

@@ -229,18 +229,27 @@ class ModelRegistry(_Strict):
         )
 
 
-def load_registry(path: Path | None, inference_url: str | None) -> ModelRegistry:
+def load_registry(
+    path: Path | None,
+    inference_url: str | None,
+    *,
+    chat_model: str | None = None,
+    code_model: str | None = None,
+) -> ModelRegistry:
     """Load the registry file at ``path``; else build one from ``inference_url``; else empty.
 
     The file wins when both are given. From a URL alone, the registry has one backend
     named ``default``, models ``chat`` and ``code`` on it, and passes unknown model names
     through to it, so any model the server has can still be requested by its own name.
+    ``chat_model``/``code_model`` (INFERENCE_CHAT_MODEL/INFERENCE_CODE_MODEL) are the
+    upstream names of the two aliases; when unset the alias stands in until
+    :mod:`services.gateway.discovery` replaces it with a name the server lists.
     Raises :class:`RegistryError` for an unreadable or invalid configuration.
     """
     if path is not None:
         return _load_file(path)
     if inference_url is not None:
-        return _from_url(inference_url)
+        return _from_url(inference_url, chat_model, code_model)
     return ModelRegistry.empty()
 
 
@@ -264,7 +273,9 @@ def _load_file(path: Path) -> ModelRegistry:
         raise RegistryError(_describe(f"model registry {path}", exc)) from exc
 
 
-def _from_url(inference_url: str) -> ModelRegistry:
+def _from_url(
+    inference_url: str, chat_model: str | None = None, code_model: str | None = None
+) -> ModelRegistry:
     try:
         backend = Backend(name=DEFAULT_BACKEND, url=inference_url)
     except ValidationError as exc:
@@ -272,8 +283,18 @@ def _from_url(inference_url: str) -> ModelRegistry:
     return ModelRegistry(
         backends=[backend],
         models=[
-            ModelEntry(name="chat", kind=ModelKind.CHAT, backends=[DEFAULT_BACKEND]),
-            ModelEntry(name="code", kind=ModelKind.CODE, backends=[DEFAULT_BACKEND]),
+            ModelEntry(
+                name="chat",
+                kind=ModelKind.CHAT,
+                upstream_model=chat_model,
+                backends=[DEFAULT_BACKEND],
+            ),
+            ModelEntry(
+                name="code",
+                kind=ModelKind.CODE,
+                upstream_model=code_model,
+                backends=[DEFAULT_BACKEND],
+            ),
         ],
         passthrough_backend=DEFAULT_BACKEND,
     )

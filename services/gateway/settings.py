@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, field_validator
 
 from services.core.settings import CoreSettings, env_field
 
@@ -13,6 +16,29 @@ class GatewaySettings(CoreSettings):
         default=None,
         description="OpenAI-compatible base URL of one inference server, e.g. "
         "http://127.0.0.1:8001/v1 (llama.cpp, vLLM, Ollama).",
+    )
+    inference_chat_model: str | None = env_field(
+        "INFERENCE_CHAT_MODEL",
+        default=None,
+        description="Name the INFERENCE_URL server serves for the alias 'chat'; default: the "
+        "first model its GET /v1/models lists.",
+    )
+    inference_code_model: str | None = env_field(
+        "INFERENCE_CODE_MODEL",
+        default=None,
+        description="Name the INFERENCE_URL server serves for the alias 'code'; default: the "
+        "first model its GET /v1/models lists.",
+    )
+    inference_api_key: SecretStr | None = env_field(
+        "INFERENCE_API_KEY",
+        default=None,
+        description="Sent to the INFERENCE_URL server as 'Authorization: Bearer ...'.",
+    )
+    inference_models_ttl_seconds: float = env_field(
+        "INFERENCE_MODELS_TTL_SECONDS",
+        default=60.0,
+        gt=0,
+        description="How long the model list discovered from INFERENCE_URL is reused.",
     )
     model_registry: Path | None = env_field(
         "MODEL_REGISTRY",
@@ -36,6 +62,16 @@ class GatewaySettings(CoreSettings):
         default=None,
         description="Base URL of the RAG service; default http://AI_SUITE_HOST:RAG_PORT.",
     )
+
+    @field_validator(
+        "inference_chat_model", "inference_code_model", "inference_api_key", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `INFERENCE_CHAT_MODEL=` (e.g. compose's ${VAR:-}) means "not set", not a name.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
 
     @property
     def port(self) -> int:

@@ -1,4 +1,4 @@
-"""Forwarding chat completions to inference backends.
+"""Forwarding inference requests (chat, completions, embeddings) to backends.
 
 Per request: try each backend of the model in fallback order, skipping those
 whose circuit breaker is open; on each backend retry connection errors and
@@ -10,15 +10,17 @@ chunk by chunk and never buffered.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import SecretStr
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -34,13 +36,16 @@ from services.gateway.registry import Backend, ModelRegistry
 log = logging.getLogger("ai_suite.gateway.upstream")
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+# usage field -> llm_tokens_total "kind" label
+TOKEN_KINDS = {"prompt_tokens": "prompt", "completion_tokens": "completion"}
 
 
 class LlmMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "llm_requests_total",
-            "Chat completion requests, by model alias, backend and final status.",
+            "Inference requests (chat, completions, embeddings), by model alias, backend and"
+            " final status.",
             ["model", "backend", "status"],
             registry=registry,
         )
@@ -55,6 +60,13 @@ class LlmMetrics:
             "llm_upstream_errors_total",
             "Failed attempts against a backend, by reason (connect, timeout, status_5xx, ...).",
             ["backend", "reason"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "llm_tokens_total",
+            "Tokens the backends reported in 'usage', by model alias, backend and kind"
+            " (prompt, completion).",
+            ["model", "backend", "kind"],
             registry=registry,
         )
         self.breaker_state = Gauge(
@@ -100,8 +112,12 @@ class UpstreamPool:
         backoff_seconds: float = 0.2,
         failure_threshold: int = 5,
         reset_seconds: float = 30.0,
+        api_keys: Mapping[str, SecretStr] | None = None,
     ) -> None:
         self.registry = registry
+        # Keys given in the settings (INFERENCE_API_KEY), by backend name; they win over
+        # a backend's api_key_env.
+        self._api_keys = dict(api_keys or {})
         self.client = client
         self.metrics = metrics
         self.retries = retries
@@ -121,7 +137,8 @@ class UpstreamPool:
         log.warning("circuit breaker for backend %s is now %s", backend, state.name.lower())
 
     def _headers(self, backend: Backend) -> dict[str, str]:
-        key = backend.api_key(os.environ)
+        configured = self._api_keys.get(backend.name)
+        key = configured.get_secret_value() if configured else backend.api_key(os.environ)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def _attempt(self, backend: Backend, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -202,11 +219,38 @@ class UpstreamPool:
             time.perf_counter() - upstream.started
         )
 
+    def record_usage(self, model_label: str, backend: str, usage: object) -> None:
+        """Count the tokens of an OpenAI ``usage`` object; anything malformed is ignored."""
+        if not isinstance(usage, dict):
+            return
+        for field_name, kind in TOKEN_KINDS.items():
+            count = usage.get(field_name)
+            # bool is an int too; a server sending true must not count as one token.
+            if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+                self.metrics.tokens.labels(model_label, backend, kind).inc(count)
+
+    def record_body_usage(self, model_label: str, backend: str, body: bytes) -> None:
+        """Count the tokens of a non-streamed JSON answer."""
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return
+        if isinstance(document, dict):
+            self.record_usage(model_label, backend, document.get("usage"))
+
     async def relay(self, model_label: str, upstream: UpstreamResponse) -> AsyncIterator[bytes]:
-        """Yield the upstream body as it arrives, then record metrics and close."""
+        """Yield the upstream body as it arrives, then record metrics and close.
+
+        The stream's ``usage`` (the last SSE event carrying one, sent with
+        ``stream_options.include_usage``) is counted once the stream has ended.
+        """
+        usage = _StreamUsage()
         try:
             async for chunk in upstream.response.aiter_raw():
+                usage.feed(chunk)
                 yield chunk
+            usage.feed(b"\n")
+            self.record_usage(model_label, upstream.backend, usage.last)
         except httpx.HTTPError as exc:
             self.metrics.upstream_errors.labels(upstream.backend, "stream_broken").inc()
             log.warning("stream from backend %s broke: %s", upstream.backend, exc)
@@ -215,10 +259,94 @@ class UpstreamPool:
             await upstream.response.aclose()
             self.finish(model_label, upstream)
 
+    def refuse_if_all_open(self, model_label: str, backends: Sequence[Backend]) -> None:
+        """Raise NoBackendAvailable, without a network call, if every circuit is open."""
+        failures: dict[str, str] = {}
+        for backend in backends:
+            breaker = self.breakers[backend.name]
+            wait = breaker.retry_after()
+            if breaker.state is not BreakerState.OPEN or wait <= 0:
+                return
+            failures[backend.name] = f"circuit open, next try in {wait:.0f}s"
+        self.metrics.requests.labels(model_label, "none", "503").inc()
+        raise NoBackendAvailable(model_label, failures)
+
+    async def discover_models(self, backend: Backend) -> list[str]:
+        """``list_upstream_models`` for model discovery: a connection failure counts
+        against the backend's breaker like a failed request does."""
+        try:
+            return await self.list_upstream_models(backend)
+        except httpx.TransportError as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                reason = "connect_timeout"
+            elif isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError):
+                reason = "connect"
+            else:
+                reason = "http_error"
+            self.breakers[backend.name].record_failure()
+            self.metrics.upstream_errors.labels(backend.name, reason).inc()
+            raise
+
+    async def probe(self, backend: Backend, wait: float = 1.5) -> str | None:
+        """None if ``backend`` answers ``GET /models``; else why not and what to do."""
+        try:
+            response = await self.client.get(
+                f"{backend.url}/models", headers=self._headers(backend), timeout=wait
+            )
+            await response.aclose()
+        except httpx.HTTPError as exc:
+            return (
+                f"not reachable at {backend.url} ({type(exc).__name__}); check that the "
+                "inference server is running (`ai-suite status`)"
+            )
+        status = response.status_code
+        if status in (401, 403):
+            return (
+                f"{backend.url} refused GET /models with {status}: check the upstream API key "
+                "(INFERENCE_API_KEY, or the backend's api_key_env in MODEL_REGISTRY)"
+            )
+        if status >= 400:
+            return f"{backend.url} answered {status} to GET /models"
+        breaker = self.breakers[backend.name]
+        if breaker.state is BreakerState.OPEN:
+            return f"reachable, but its circuit is open for {breaker.retry_after():.0f}s more"
+        return None
+
     async def list_upstream_models(self, backend: Backend, wait: float = 2.0) -> list[str]:
         response = await self.client.get(
             f"{backend.url}/models", headers=self._headers(backend), timeout=wait
         )
         response.raise_for_status()
-        data = response.json().get("data", [])
+        document = response.json()
+        data = document.get("data") if isinstance(document, dict) else None
+        if not isinstance(data, list):
+            raise ValueError("no 'data' list in the answer")
         return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
+
+
+class _StreamUsage:
+    """Finds the last ``usage`` object in an SSE stream without holding the stream.
+
+    Only complete lines that mention "usage" are parsed; vLLM may repeat cumulative
+    usage on every chunk, so the last one wins and is counted once.
+    """
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self.last: object = None
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > 1 << 20:  # a line this long is not an SSE event we want
+            self._partial = b""
+        for line in lines:
+            if b'"usage"' not in line or not line.startswith(b"data:"):
+                continue
+            try:
+                event = json.loads(line[5:])
+            except ValueError:
+                continue
+            if isinstance(event, dict) and isinstance(event.get("usage"), dict):
+                self.last = event["usage"]

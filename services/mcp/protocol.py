@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.core.auth import AuthMetrics
 from services.core.context import request_id_var, user_var
 from services.core.errors import error_body
+from services.core.version import package_version
 from services.mcp.pipeline import CallError, ToolPipeline
 from services.mcp.tools.base import ToolSpec
 from services.security.policy import Sensitivity
@@ -44,6 +45,15 @@ INSTRUCTIONS = (
     "workspace roots. Tools marked as needing approval answer with an approval_id first; "
     "after an admin approves it (`ai-suite approvals approve <id>`), call the tool again with "
     "the same arguments plus approval_id."
+)
+# MCPServer registers these even with nothing to serve; removed so that the capabilities
+# advertised at initialize are only what this server does: tools.
+UNSERVED_METHODS = (
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
 )
 
 
@@ -99,10 +109,17 @@ class McpProtocol:
         with _logging_untouched():
             self.server: MCPServer[Any] = MCPServer(
                 "local-ai-suite",
+                version=package_version(),
                 instructions=INSTRUCTIONS,
                 tools=[self._tool(spec) for spec in pipeline.tools.values()],
                 middleware=[self._filter_tool_list],
+                subscriptions=False,  # the tool list never changes while the server runs
             )
+        # The SDK has no public way to unregister a handler (its own in-memory transport
+        # uses _lowlevel_server too); tests/unit/mcp/test_mcp_bridge.py checks the result.
+        handlers = self.server._lowlevel_server._request_handlers
+        for method in UNSERVED_METHODS:
+            handlers.pop(method, None)
         # Creates the session manager; its run() is entered by the app's lifespan.
         self.server.streamable_http_app(streamable_http_path="/mcp", host=host)
         self.asgi_app: ASGIApp = BearerGuard(

@@ -25,7 +25,7 @@ class Role:
 
 
 ROLES: dict[str, str] = {
-    Role.VIEWER: "Read-only: models, chat, and LOW sensitivity tools.",
+    Role.VIEWER: "Read-only: models, chat, embeddings, and LOW sensitivity tools.",
     Role.DEVELOPER: "Everyday work: LOW and MEDIUM tools; HIGH tools after approval.",
     Role.ADMIN: "Everything; HIGH and CRITICAL tools after approval; decides approvals.",
 }
@@ -62,7 +62,9 @@ TOOL_SENSITIVITY: dict[str, Sensitivity] = {
 # Platform actions that are not tools.
 ACTIONS: tuple[Permission, ...] = (
     Permission("models:read", Sensitivity.LOW, "List models."),
+    # Also covers the legacy POST /v1/completions: the same models generating text.
     Permission("chat:create", Sensitivity.LOW, "Create chat completions."),
+    Permission("embeddings:create", Sensitivity.LOW, "Create embeddings."),
     Permission("rag:query", Sensitivity.LOW, "Query RAG collections."),
     Permission("rag:index", Sensitivity.MEDIUM, "Index and delete RAG documents."),
     Permission("approvals:request", Sensitivity.LOW, "See and cancel one's own approvals."),

@@ -130,7 +130,8 @@ def test_fallback_to_second_backend(start_gateway, dead_upstream, stub_upstream,
     registry.write_text(
         f"backends:\n  - name: primary\n    url: {dead_upstream}\n"
         f"  - name: secondary\n    url: {stub_upstream}\n"
-        "models:\n  - name: chat\n    kind: chat\n    backends: [primary, secondary]\n"
+        "models:\n  - name: chat\n    kind: chat\n    upstream_model: stub-model:latest\n"
+        "    backends: [primary, secondary]\n"
     )
     base = start_gateway(model_registry=registry, upstream_retries=0)
     key = keys.create("alice", "developer")
@@ -203,7 +204,7 @@ def test_upstream_4xx_is_passed_through_not_retried(start_gateway, keys) -> None
         )
         stats = httpx.get(f"{stub}/_stub/stats").json()
     assert response.status_code == 404
-    assert response.json()["error"]["type"] == "model_not_found"
+    assert response.json()["error"]["code"] == "model_not_found"
     assert stats["requests"]["chat_completions"] == 1
 
 

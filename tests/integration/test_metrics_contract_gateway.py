@@ -52,6 +52,9 @@ def test_gateway_exposition_matches_the_contract(gateway, metrics) -> None:
     )
     watch.assert_counter_delta("llm_requests_total", {"model": "chat", "status": "200"}, delta=1)
     watch.assert_histogram("llm_request_duration_seconds", {"model": "chat"}, count=1)
+    # "hi" is one word to the stub; its reply "stub reply to: hi" four.
+    watch.assert_counter_delta("llm_tokens_total", {"model": "chat", "kind": "prompt"}, delta=1)
+    watch.assert_counter_delta("llm_tokens_total", {"model": "chat", "kind": "completion"}, delta=4)
     watch.assert_counter_delta("auth_failures_total", {"reason": "missing"}, delta=1)
     watch.assert_counter_delta(
         "rbac_permission_checks_total", {"result": "allowed", "role": "developer"}, delta=2

@@ -419,3 +419,33 @@ async def test_routes_of_included_routers_keep_their_template() -> None:
         if sample.name == "http_requests_total"
     }
     assert routes == {"/tools/{name}"}
+
+
+async def test_ready_is_degraded_not_503_when_only_optional_checks_fail(
+    parts: ServiceParts, client: httpx.AsyncClient
+) -> None:
+    parts.checks.extend(
+        [Check("database", ok), Check("backend:a", reason, critical=False), Check("b", ok)]
+    )
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "degraded",
+        "service": "svc",
+        "checks": {"database": "ok", "backend:a": "index not built yet", "b": "ok"},
+        "degraded": ["backend:a"],
+    }
+
+
+async def test_ready_is_503_when_a_critical_check_fails_beside_an_optional_one(
+    parts: ServiceParts, client: httpx.AsyncClient
+) -> None:
+    parts.checks.extend([Check("database", raises), Check("backend:a", raises, critical=False)])
+    response = await client.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["not_ready"], body["degraded"]) == (
+        "not ready",
+        ["database"],
+        ["backend:a"],
+    )

@@ -1,0 +1,252 @@
+"""The one forwarding path of the inference routes (chat, completions, embeddings).
+
+Per request: resolve the model name (alias, ``auto`` or passthrough) -> map it to the
+name the upstream serves -> send it to the first backend that answers (retries,
+fallback and breaker in :class:`UpstreamPool`) -> relay the answer -> count requests,
+duration and tokens -> write the audit entry. Authentication and the permission check
+happen before, in each route's ``requires(...)`` dependency.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from services.core.auth import audit
+from services.core.errors import ApiError
+from services.gateway.discovery import ModelDiscovery
+from services.gateway.registry import AUTO_MODEL, ModelRegistry, ResolvedModel
+from services.gateway.selection import ModelKind
+from services.gateway.upstream import NoBackendAvailable, UpstreamPool, UpstreamResponse
+from services.security.audit import AuditEntry
+from services.security.rbac import Principal
+
+log = logging.getLogger("ai_suite.gateway.proxy")
+
+PASSTHROUGH_LABEL = "<passthrough>"  # unknown names must not become metric labels
+
+NOT_CONFIGURED = (
+    "no inference backend is configured: set INFERENCE_URL to an OpenAI-compatible base URL "
+    "(for example INFERENCE_URL=http://127.0.0.1:8001/v1 for llama.cpp, "
+    "http://127.0.0.1:11434/v1 for Ollama) or MODEL_REGISTRY to a model registry YAML file, "
+    "then restart the gateway"
+)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One OpenAI endpoint the gateway forwards."""
+
+    api: str  # "chat.completions", "completions", "embeddings": audit details
+    permission: str  # checked by the route; also the audit action
+    path: str  # upstream path after the base URL, e.g. "/chat/completions"
+
+
+CHAT = Operation("chat.completions", "chat:create", "/chat/completions")
+# The legacy completions API generates text with the same models as chat, so the
+# chat permission covers it (docs/gateway.md).
+COMPLETIONS = Operation("completions", "chat:create", "/completions")
+EMBEDDINGS = Operation("embeddings", "embeddings:create", "/embeddings")
+
+# Classifies the request for model "auto"; None: "auto" is refused for this operation.
+AutoKind = Callable[[], ModelKind] | None
+
+
+class InferenceProxy:
+    def __init__(
+        self,
+        models: ModelRegistry,
+        pool: UpstreamPool,
+        discovery: ModelDiscovery | None = None,
+    ) -> None:
+        self.models = models
+        self.pool = pool
+        self.discovery = discovery
+
+    def resolve(self, requested: str, auto_kind: AutoKind) -> ResolvedModel:
+        """Where ``requested`` goes; ApiError (503 / 400 / 404) saying what to do."""
+        models = self.models
+        if not models.backends:
+            raise ApiError(503, NOT_CONFIGURED, code="no_backend_configured")
+        if requested == AUTO_MODEL:
+            if auto_kind is None:
+                raise ApiError(
+                    400,
+                    "model 'auto' chooses between the chat and code models for generating "
+                    "text; name the model to use here (see GET /v1/models)",
+                    code="model_auto_not_supported",
+                    param="model",
+                )
+            kind = auto_kind()
+            resolved = models.resolve_auto(kind)
+            if resolved is None:
+                raise ApiError(
+                    404,
+                    f"model 'auto' chose a {kind} model, but the registry has none of that kind",
+                    code="model_not_found",
+                    param="model",
+                )
+            return resolved
+        resolved = models.resolve(requested)
+        if resolved is None:
+            names = ", ".join([AUTO_MODEL, *(m.name for m in models.list_models())])
+            raise ApiError(
+                404,
+                f"model {requested!r} is not in the registry; available: {names}",
+                code="model_not_found",
+                param="model",
+            )
+        return resolved
+
+    async def upstream_name(self, resolved: ResolvedModel) -> str:
+        if self._discovered(resolved):
+            assert self.discovery is not None  # for mypy: _discovered checked it
+            return await self.discovery.upstream_name(resolved.alias)
+        return resolved.upstream_model
+
+    def _discovered(self, resolved: ResolvedModel) -> bool:
+        return (
+            self.discovery is not None
+            and not resolved.passthrough
+            and self.discovery.discovers(resolved.alias)
+        )
+
+    async def forward(
+        self,
+        request: Request,
+        principal: Principal,
+        operation: Operation,
+        payload: dict[str, Any],
+        *,
+        stream: bool = False,
+        auto_kind: AutoKind = None,
+    ) -> Response:
+        """Forward ``payload`` (the client's body) and relay the upstream's answer."""
+        resolved = self.resolve(str(payload["model"]), auto_kind)
+        label = PASSTHROUGH_LABEL if resolved.passthrough else resolved.alias
+
+        async def fail(outcome: str, status: int, backend: str | None = None) -> None:
+            await audit(request, _entry(principal, operation, label, outcome, status, backend))
+
+        try:
+            if self._discovered(resolved):
+                # Discovery would otherwise call a backend the breaker has switched off.
+                self.pool.refuse_if_all_open(label, resolved.backends)
+            payload["model"] = await self.upstream_name(resolved)
+            upstream = await self._post(label, resolved, operation, payload)
+        except ApiError as exc:  # discovery failed: nothing was forwarded
+            self.pool.metrics.requests.labels(label, "none", str(exc.status)).inc()
+            await fail("unavailable", exc.status)
+            raise
+        except NoBackendAvailable as exc:
+            await fail("unavailable", 503)
+            raise ApiError(
+                503,
+                f"{exc}. Check that the inference server is running"
+                " (`ai-suite status`) and that INFERENCE_URL or MODEL_REGISTRY point at it.",
+                code="upstream_unavailable",
+                headers={"Retry-After": "5"},
+            ) from exc
+
+        response = upstream.response
+        if response.status_code in (401, 403):
+            # The gateway's credentials, not the caller's: passing the 401 on would tell
+            # the client its own key is wrong.
+            await response.aclose()
+            self.pool.finish(label, upstream)
+            await fail("upstream_error", 502, upstream.backend)
+            raise ApiError(
+                502,
+                f"the inference backend {upstream.backend!r} refused the gateway's request "
+                f"with {response.status_code}: set INFERENCE_API_KEY (or the backend's "
+                "api_key_env in MODEL_REGISTRY) to the key that server expects, then restart "
+                "the gateway",
+                code="upstream_auth_failed",
+            )
+        headers = {"X-Backend": upstream.backend, "X-Model": resolved.alias}
+        content_type = response.headers.get("content-type", "application/json")
+        if stream and response.status_code == 200:
+            await audit(
+                request, _entry(principal, operation, label, "streaming", 200, upstream.backend)
+            )
+            return StreamingResponse(
+                self.pool.relay(label, upstream),
+                status_code=200,
+                media_type=content_type,
+                headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+            self.pool.finish(label, upstream)
+        if response.status_code == 200:
+            self.pool.record_body_usage(label, upstream.backend, content)
+        outcome = "ok" if response.status_code < 400 else "upstream_error"
+        await audit(
+            request,
+            _entry(principal, operation, label, outcome, response.status_code, upstream.backend),
+        )
+        return Response(
+            content, status_code=response.status_code, media_type=content_type, headers=headers
+        )
+
+    async def _post(
+        self,
+        label: str,
+        resolved: ResolvedModel,
+        operation: Operation,
+        payload: dict[str, Any],
+    ) -> UpstreamResponse:
+        upstream = await self.pool.post(label, resolved.backends, operation.path, payload)
+        if upstream.response.status_code != 404 or not self._discovered(resolved):
+            return upstream
+        # The discovered name is gone (model unloaded or replaced): discover again and,
+        # if the server now lists another first model, retry once with it.
+        assert self.discovery is not None  # for mypy: _discovered checked it
+        stale = payload["model"]
+        self.discovery.forget()
+        try:
+            fresh = await self.discovery.upstream_name(resolved.alias)
+        except ApiError:
+            await upstream.response.aclose()
+            raise
+        if fresh == stale:
+            return upstream
+        await upstream.response.aclose()
+        log.warning(
+            "backend %s no longer serves %r; %r is now mapped to %r",
+            upstream.backend,
+            stale,
+            resolved.alias,
+            fresh,
+        )
+        payload["model"] = fresh
+        return await self.pool.post(label, resolved.backends, operation.path, payload)
+
+
+def _entry(
+    principal: Principal,
+    operation: Operation,
+    model: str,
+    outcome: str,
+    status: int,
+    backend: str | None = None,
+) -> AuditEntry:
+    details: dict[str, Any] = {"api": operation.api}
+    if backend:
+        details["backend"] = backend
+    return AuditEntry(
+        action=operation.permission,
+        outcome=outcome,
+        user=principal.user,
+        user_id=principal.user_id,
+        resource=model,
+        status=status,
+        details=details,
+    )
