@@ -12,11 +12,20 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 VENV := .venv
 STAMP := $(VENV)/.synced
+# llama.cpp's server (llama-cpp-python) for the e2e tests, in its own virtual environment:
+# `uv sync` is exact and would remove it from .venv, and `make up` must not compile
+# llama.cpp. The pin is in the requirements file, so the stamp is redone when it changes.
+LLAMA_VENV := .venv-llama
+LLAMA_REQUIREMENTS := tests/llama-requirements.txt
+LLAMA_STAMP := $(LLAMA_VENV)/.installed
+# LLAMA_REQUIRED=1 (.ci/run): llama.cpp's server must be built *and* start; the stack
+# plugin then treats its optional services as required instead of skipping their tests.
+LLAMA_STACK_ARGS = $(if $(filter 1,$(LLAMA_REQUIRED)),--stack-require=gateway-llama --stack-require=gateway-llama-keyed)
 PYTEST_ARGS ?=
 # Many examples per property in `make test` and CI; `pytest` alone uses the fast `dev` profile.
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: help install up test test-unit test-integration test-e2e lint format security system-deps clean docker-up docker-down docker-images test-compose
+.PHONY: help install llama llama-optional up test test-unit test-integration test-e2e lint format security system-deps clean docker-up docker-down docker-images test-compose
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -36,6 +45,27 @@ $(STAMP): pyproject.toml uv.lock
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with the locked dependencies (installs uv if missing)
+
+$(LLAMA_STAMP): $(LLAMA_REQUIREMENTS)
+	@echo "building llama.cpp's server ($$(grep -v '^#' $(LLAMA_REQUIREMENTS))): about 10 minutes on 2 cores the first time, seconds once pip has cached the wheel"
+	@started=$$(date +%s); \
+	$(PYTHON) -m venv $(LLAMA_VENV); \
+	$(LLAMA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(LLAMA_REQUIREMENTS); \
+	echo "llama.cpp's server installed in $(LLAMA_VENV) in $$(( $$(date +%s) - started )) s"
+	@touch $@
+
+llama: $(LLAMA_STAMP) ## Build llama.cpp's server (llama-cpp-python) into .venv-llama for the e2e tests
+
+# `make test` and `make test-e2e` run this: where llama.cpp cannot be built (no compiler,
+# no network) the run goes on and the tests that need the server are skipped, saying so;
+# with LLAMA_REQUIRED=1 (.ci/run) a failed build fails the run.
+llama-optional:
+	@if ! $(MAKE) --no-print-directory llama; then \
+		if ! command -v c++ >/dev/null; then reason="no C++ compiler (install g++)"; \
+		else reason="pip could not install $(LLAMA_REQUIREMENTS) (its output is above: no network, or a build error)"; fi; \
+		echo "llama.cpp's server could not be built: $$reason; tests that need it will be skipped"; \
+		if [ "$${LLAMA_REQUIRED:-0}" = 1 ]; then echo "LLAMA_REQUIRED=1: a missing llama.cpp server fails the run"; exit 1; fi; \
+	fi
 
 system-deps: ## Install promtool, prometheus, amtool and alertmanager from Debian when apt is available and we are root
 	@missing=""; for tool in promtool prometheus amtool prometheus-alertmanager; do \
@@ -62,8 +92,8 @@ format: install ## Apply black and ruff fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/black .
 
-test: install lint ## Lint, then every test with coverage (gate: 80%)
-	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -n 2 --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
+test: install lint llama-optional ## Lint, then every test with coverage (gate: 80%)
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(VENV)/bin/pytest -n 2 --cov --cov-report=term --cov-report=xml $(LLAMA_STACK_ARGS) $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only
 	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
@@ -71,8 +101,8 @@ test-unit: install ## Unit tests only
 test-integration: install ## Integration tests only
 	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
-test-e2e: install ## End-to-end tests only
-	$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+test-e2e: install llama-optional ## End-to-end tests only
+	$(VENV)/bin/pytest -m e2e $(LLAMA_STACK_ARGS) $(PYTEST_ARGS)
 
 docker-up: ## Start a local Docker Engine (installs docker.io with apt as root) and Compose v2
 	docker/dockerd.sh start
@@ -93,4 +123,4 @@ test-compose: install docker-images ## Stack e2e tests on containers (needs an e
 	$(VENV)/bin/pytest -n 2 --stack-backend=compose $(COMPOSE_TESTS) $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv, caches and coverage data (never the data directory)
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* coverage.xml htmlcov
+	rm -rf $(VENV) $(LLAMA_VENV) .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* coverage.xml htmlcov

@@ -1,3 +1,4 @@
-__all__ = ["Stack"]
+__all__ = ["ServiceUnavailable", "Stack"]
 
+from pytest_plugins.stack.backend import ServiceUnavailable
 from pytest_plugins.stack.handle import Stack

@@ -33,6 +33,15 @@ class ServiceStartError(RuntimeError):
     """A service died or never became ready; the message has its exit code and log tail."""
 
 
+class ServiceUnavailable(LookupError):
+    """An optional service is not running; ``reason`` says why (exit code, log tail)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.name = name
+        self.reason = reason
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -85,6 +94,24 @@ class StackBackend(ABC):
     @abstractmethod
     def sync_logs(self) -> None:
         """Bring the files at :meth:`log_path` up to date with what the services wrote."""
+
+    # -- optional services ---------------------------------------------------
+
+    def unavailable_reason(self, name: str) -> str | None:
+        """Why optional service ``name`` is not running, or None if it is not unavailable."""
+        return self.state.unavailable.get(name)
+
+    def mark_unavailable(self, name: str, reason: str) -> None:
+        self.state.unavailable[name] = reason
+        self.state.save(self.state_file)
+
+    def blocked_by(self, service: ServiceSpec) -> str | None:
+        """The reason ``service`` cannot start: a dependency is unavailable."""
+        for dep in service.depends_on:
+            reason = self.state.unavailable.get(dep)
+            if reason is not None:
+                return f"{service.name} depends on {dep}, which is unavailable: {reason}"
+        return None
 
     # -- readiness ---------------------------------------------------------
 

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 
-from pytest_plugins.stack.backend import ServiceStartError, StackBackend, probe_client
+from pytest_plugins.stack.backend import (
+    ServiceStartError,
+    ServiceUnavailable,
+    StackBackend,
+    probe_client,
+)
 from pytest_plugins.stack.exclusive import Coordinator
 from pytest_plugins.stack.manager import StackManager
 from pytest_plugins.stack.state import StackState
@@ -18,12 +25,34 @@ class Stack:
 
     Control operations reload the shared state under the stack's lock, so a
     service restarted by one xdist worker is seen by the others.
+
+    An optional service that is unavailable cannot be used: its URL, port and controls
+    call ``on_unavailable(reason)``, which raises :class:`ServiceUnavailable` by default
+    (the pytest adapter skips the test instead). Its log stays readable.
     """
 
-    def __init__(self, manager: StackManager, backend: StackBackend) -> None:
+    def __init__(
+        self,
+        manager: StackManager,
+        backend: StackBackend,
+        on_unavailable: Callable[[ServiceUnavailable], NoReturn] | None = None,
+    ) -> None:
         self.manager = manager
         self.backend = backend
         self.coordinator = Coordinator(manager.run_dir / "coordination")
+        self._on_unavailable = on_unavailable or _raise
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Optional services that are not running, and why."""
+        return dict(self.backend.state.unavailable)
+
+    def require(self, name: str) -> None:
+        """Return if ``name`` is a service that can be used; else ``on_unavailable``."""
+        self.manager.spec.service(name)  # KeyError naming the choices
+        reason = self.backend.unavailable_reason(name)
+        if reason is not None:
+            self._on_unavailable(ServiceUnavailable(name, reason))
 
     @property
     def backend_name(self) -> str:
@@ -35,10 +64,11 @@ class Stack:
         return self.manager.spec.names()
 
     def url(self, name: str) -> str:
-        self.manager.spec.service(name)  # KeyError naming the choices
+        self.require(name)
         return self.backend.url(name)
 
     def port(self, name: str) -> int:
+        self.require(name)
         return int(self.backend.state.ports[name])
 
     @property
@@ -53,41 +83,49 @@ class Stack:
             self.backend.state = state
 
     def stop(self, name: str) -> None:
+        self.require(name)
         with self.manager.locked() as state:
             self._refresh(state)
             self.backend.stop(name)
 
     def kill(self, name: str) -> None:
+        self.require(name)
         with self.manager.locked() as state:
             self._refresh(state)
             self.backend.kill(name)
 
     def start(self, name: str) -> None:
+        self.require(name)
         with self.manager.locked() as state:
             self._refresh(state)
             self.backend.start(name)
 
     def restart(self, name: str) -> None:
+        self.require(name)
         with self.manager.locked() as state:
             self._refresh(state)
             self.backend.restart(name)
 
     def pause(self, name: str) -> None:
+        self.require(name)
         with self.manager.locked() as state:
             self._refresh(state)
             self.backend.pause(name)
 
     def resume(self, name: str) -> None:
+        self.require(name)
         with self.manager.locked() as state:
             self._refresh(state)
             self.backend.resume(name)
 
     def is_healthy(self, name: str) -> bool:
+        self.require(name)
         with probe_client() as client:
             return self._answers_probe(client, name)
 
     def wait_healthy(self, name: str, timeout: float = 30.0) -> float:
         """Seconds until ``name`` answers its readiness probe; raises after ``timeout``."""
+        self.require(name)
         started = time.monotonic()
         with probe_client() as client:
             while time.monotonic() - started < timeout:
@@ -99,7 +137,7 @@ class Stack:
     def _answers_probe(self, client: httpx.Client, name: str) -> bool:
         probe = self.manager.spec.service(name).ready.http
         try:
-            response = client.get(self.url(name) + probe)
+            response = client.get(self.backend.url(name) + probe)
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -133,3 +171,7 @@ class Stack:
                 )
             out[name] = text
         return out
+
+
+def _raise(unavailable: ServiceUnavailable) -> NoReturn:
+    raise unavailable

@@ -49,8 +49,20 @@ class LocalBackend(StackBackend):
     def start_all(self, only: list[str] | None = None) -> None:
         self.assign_ports()
         for service in self.spec.start_order(only):
-            if service.name not in self.state.processes:
+            if service.name in self.state.settled():
+                continue
+            blocked = self.blocked_by(service)
+            if blocked is not None:  # only optional services can be blocked (spec.py)
+                self.mark_unavailable(service.name, blocked)
+                continue
+            try:
                 self.start(service.name)
+            except ServiceStartError as exc:
+                if not service.optional:
+                    raise
+                # Alive but never ready: stop it, so that nothing runs unaccounted for.
+                self.stop(service.name, grace=5.0)
+                self.mark_unavailable(service.name, f"optional service {exc}")
 
     def start(self, name: str) -> None:
         service = self.spec.service(name)

@@ -84,18 +84,28 @@ class StackManager:
         """The running stack, started if needed; ``only`` limits what a new start includes.
 
         ``backend`` is ``local`` or ``compose``; a running stack of the other kind is
-        recreated.
+        recreated. Optional services the backend has nothing to run with (no command, no
+        Compose service) are recorded as unavailable and not started.
         """
+        unrunnable = self.spec.without_runner(backend)
+        if unrunnable:
+            only = [n for n in (only or self.spec.names()) if n not in unrunnable]
         with self._lock:
             state = StackState.load(self.state_file)
             if state is not None and self._reusable(state, backend):
                 if (state.owner_pid, state.owner_create_time) != self.owner:
                     state.owner_pid, state.owner_create_time = self.owner  # adopt a kept stack
+                    # A new run tries the optional services again: `make llama` may
+                    # have installed what was missing.
+                    state.unavailable.clear()
                     state.save(self.state_file)
                 running = self._make_backend(state)
                 self.backend = running
-                started = state.started()
-                if any(s.name not in started for s in self.spec.start_order(only)):
+                if unrunnable.keys() - state.unavailable.keys():
+                    state.unavailable.update(unrunnable)
+                    state.save(self.state_file)
+                settled = state.settled()
+                if any(s.name not in settled for s in self.spec.start_order(only)):
                     running.start_all(only)
                 return running
             if state is not None:
@@ -115,6 +125,7 @@ class StackManager:
                 # Stable for a kept stack (reused by the next run), unique per run otherwise.
                 token = "keep" if self.keep else f"{self.owner[0]}:{self.owner[1]}"
                 state.compose_project = project_name(self.spec, self.state_dir, token)
+            state.unavailable.update(unrunnable)
             state.save(self.state_file)
             if not self.keep:
                 try:

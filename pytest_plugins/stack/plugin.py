@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from pytest_plugins.stack import compose
-from pytest_plugins.stack.backend import ServiceStartError
+from pytest_plugins.stack.backend import ServiceStartError, ServiceUnavailable
 from pytest_plugins.stack.handle import Stack
 from pytest_plugins.stack.manager import OWNER_ENV, StackManager, owner_from_env
 from pytest_plugins.stack.spec import StackSpecError, load_stack
@@ -24,6 +24,7 @@ _manager_key = pytest.StashKey[StackManager | None]()
 _previous_owner_key = pytest.StashKey[str | None]()
 _offsets_key = pytest.StashKey[dict[str, int]]()
 _choice_key = pytest.StashKey[tuple[str, str | None]]()
+_unavailable_key = pytest.StashKey[dict[str, str]]()
 
 
 def _backend(value: str) -> str:
@@ -50,6 +51,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="leave the stack running and reuse it next run if unchanged; " "ini: stack_keep",
     )
     group.addoption(
+        "--stack-require",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="treat optional service NAME (and what it needs) as required: if it cannot"
+        " start, the run fails instead of skipping its tests; repeatable or comma-separated;"
+        " ini: stack_require",
+    )
+    group.addoption(
         "--stack-state-dir",
         default=None,
         help="where running stacks are recorded; ini: stack_state_dir",
@@ -63,6 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("stack_file", "stack YAML file, relative to rootdir", default="")
     parser.addini("stack_keep", "keep and reuse the stack between runs", type="bool", default=False)
     parser.addini("stack_state_dir", "stack state directory", default=".pytest_stack")
+    parser.addini("stack_require", "optional services that must start", type="args", default=[])
     parser.addini("stack_artifacts", "service log directory", default="artifacts/stack")
 
 
@@ -74,6 +85,11 @@ def _option(config: pytest.Config, name: str) -> object:
 def _path(config: pytest.Config, name: str) -> Path | None:
     value = str(_option(config, name) or "")
     return (config.rootpath / value) if value else None
+
+
+def _required(config: pytest.Config) -> list[str]:
+    values = config.getoption("--stack-require") or config.getini("stack_require")
+    return [name for value in values for name in str(value).split(",") if name]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,7 +123,7 @@ def _manager(config: pytest.Config) -> StackManager | None:
     if stack_file is None:
         return None
     try:
-        spec = load_stack(stack_file)
+        spec = load_stack(stack_file).requiring(_required(config))
     except StackSpecError as exc:
         raise pytest.UsageError(str(exc)) from None
     owner = owner_from_env() or current_process_identity()
@@ -143,7 +159,24 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if manager is None and _path(config, "stack_file") is not None:
         manager = _manager(config)
     if manager is not None:
+        with manager.locked() as state:
+            if state is not None and state.owner_pid == os.getpid():
+                config.stash[_unavailable_key] = dict(state.unavailable)
         manager.teardown(_path(config, "stack_artifacts"))
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """One line per optional service that did not run, even without ``-rs``: its tests
+    were skipped. The reason's last line is the service's own last word (for llama.cpp's
+    launcher: "run `make llama`")."""
+    for name, reason in config.stash.get(_unavailable_key, {}).items():
+        last = [line.strip() for line in reason.splitlines() if line.strip()][-1]
+        terminalreporter.write_line(
+            f"stack: optional service {name!r} was unavailable, its tests skipped: {last}",
+            yellow=True,
+        )
 
 
 def _choose_backend(config: pytest.Config, manager: StackManager) -> tuple[str, str | None]:
@@ -153,7 +186,16 @@ def _choose_backend(config: pytest.Config, manager: StackManager) -> tuple[str, 
     wanted = str(_option(config, "stack_backend"))
     choice: tuple[str, str | None] = ("local", None)
     if wanted != "local":
-        reason = compose.unavailable_reason(manager.spec)
+        spec = manager.spec
+        if wanted == "compose":
+            # Asked for explicitly: optional services without a Compose service are only
+            # unavailable (their tests skip), they do not stop the backend. `auto` keeps
+            # to local processes then, where they can run.
+            unrunnable = spec.without_runner("compose")
+            spec = spec.model_copy(
+                update={"services": [s for s in spec.services if s.name not in unrunnable]}
+            )
+        reason = compose.unavailable_reason(spec)
         if reason is None:
             choice = ("compose", None)
         elif wanted == "compose":
@@ -180,9 +222,14 @@ def stack(request: pytest.FixtureRequest) -> Stack:
         backend, skip_reason = _choose_backend(config, manager)
         if skip_reason is not None:
             pytest.skip(skip_reason)
-        return Stack(manager, manager.acquire(backend=backend))
+        return Stack(manager, manager.acquire(backend=backend), on_unavailable=_skip)
     except ServiceStartError as exc:
         pytest.fail(f"stack {manager.spec.name!r} failed to start: {exc}", pytrace=False)
+
+
+def _skip(unavailable: ServiceUnavailable) -> NoReturn:
+    """An optional service the test uses is not running: the test is skipped, saying why."""
+    pytest.skip(f"stack service {unavailable.name!r} is unavailable: {unavailable.reason}")
 
 
 @pytest.hookimpl(hookwrapper=True)

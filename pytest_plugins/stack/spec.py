@@ -6,6 +6,11 @@ its readiness probe and what it depends on. Values may refer to the run:
 ``{python}`` (this interpreter), ``{port}`` (the service's own port),
 ``{port:NAME}`` / ``{url:NAME}`` (another service's), ``{data_dir}`` (the
 stack's data directory, shared by its services) and ``{root}`` (the stack file's folder).
+
+A service marked ``optional: true`` may be missing: if it exits during start-up, never
+becomes ready, or has nothing to run it on the chosen backend, the rest of the stack
+still starts and the service is *unavailable* (with the reason). What depends on it is
+unavailable too, so it must be optional as well (checked here).
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _PLACEHOLDER = re.compile(r"\{(python|root|data_dir|port|port:[a-z0-9_-]+|url:[a-z0-9_-]+)\}")
 
@@ -42,6 +54,25 @@ class ServiceSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     ready: Readiness = Field(default_factory=Readiness)
     depends_on: list[str] = Field(default_factory=list)
+    optional: bool = False
+
+    @field_validator("optional", mode="before")
+    @classmethod
+    def _strict_optional(cls, value: object) -> object:
+        # Only YAML's true/false: pydantic would also take "yes", "off" or 0, and a typo
+        # such as `optional: ture` must not quietly make a service required.
+        if not isinstance(value, bool):
+            raise ValueError(
+                f"must be true or false, not {value!r}; `optional: true` lets the stack start"
+                " without this service (its tests are skipped with the reason)"
+            )
+        return value
+
+    def runner(self, backend: str) -> str | None:
+        """What runs this service on ``backend`` (its command or Compose service)."""
+        if backend == "compose":
+            return self.compose_service
+        return " ".join(self.command) if self.command else None
 
 
 class StackSpec(BaseModel):
@@ -63,6 +94,14 @@ class StackSpec(BaseModel):
             missing = [d for d in service.depends_on if d not in known]
             if missing:
                 raise ValueError(f"service {service.name!r} depends on unknown {missing}")
+        by_name = {s.name: s for s in self.services}
+        for service in self.services:
+            optional_deps = [d for d in service.depends_on if by_name[d].optional]
+            if optional_deps and not service.optional:
+                raise ValueError(
+                    f"service {service.name!r} depends on optional {optional_deps}, so it is"
+                    f" unavailable whenever they are: add `optional: true` to {service.name!r}"
+                )
         self.start_order()  # raises on cycles
         return self
 
@@ -100,6 +139,41 @@ class StackSpec(BaseModel):
             visit(name, ())
         return order
 
+    def requiring(self, names: list[str]) -> StackSpec:
+        """This stack with ``names`` and what they depend on made required (not optional):
+        a run that must prove them (CI) fails instead of skipping when they cannot start."""
+        unknown = [n for n in names if n not in self.names()]
+        if unknown:
+            raise StackSpecError(
+                f"cannot require {unknown}: stack {self.name!r} has no such service;"
+                f" it has {self.names()}"
+            )
+        required = {s.name for s in self.start_order(names)} if names else set()
+        services = [
+            s.model_copy(update={"optional": False}) if s.name in required else s
+            for s in self.services
+        ]
+        return self.model_copy(update={"services": services})
+
+    def without_runner(self, backend: str) -> dict[str, str]:
+        """Optional services ``backend`` cannot run (no command, no Compose service), and
+        what depends on them, each with the reason it is unavailable."""
+        field = "compose_service" if backend == "compose" else "command"
+        out: dict[str, str] = {}
+        for service in self.start_order():
+            if not service.optional:
+                continue
+            if service.runner(backend) is None:
+                out[service.name] = (
+                    f"optional service {service.name!r} has no {field!r} in the stack file,"
+                    f" so the {backend} backend cannot run it"
+                )
+                continue
+            blocked = next((d for d in service.depends_on if d in out), None)
+            if blocked is not None:
+                out[service.name] = f"{service.name!r} depends on {blocked!r}: {out[blocked]}"
+        return out
+
     def fingerprint(self) -> str:
         """Changes whenever anything that affects how the stack runs changes."""
         payload = self.model_dump(mode="json", exclude={"root"})
@@ -126,9 +200,20 @@ def load_stack(path: Path) -> StackSpec:
         return StackSpec(**{**raw, "services": services, "root": path.parent.resolve()})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            ": ".join(filter(None, [_where(err["loc"], services), err["msg"]])).replace(
+                "Value error, ", ""
+            )
+            for err in exc.errors()
         )
         raise StackSpecError(f"stack file {path}: {problems}") from None
+
+
+def _where(loc: tuple[int | str, ...], services: list[dict[str, Any]]) -> str:
+    """The key path as written in the file: ``services.llama.optional``, not ``services.3``."""
+    parts = [str(p) for p in loc]
+    if len(loc) >= 2 and loc[0] == "services" and isinstance(loc[1], int):
+        parts[1] = str(services[loc[1]].get("name", loc[1]))
+    return ".".join(parts)
 
 
 def render(value: str, *, context: Mapping[str, Any]) -> str:

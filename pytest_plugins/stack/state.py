@@ -69,6 +69,9 @@ class StackState:
     compose_project: str | None = None
     compose_services: dict[str, str] = field(default_factory=dict)
     compose_leftover: bool = False
+    # Optional services that are not running, and why (stack name -> reason): they never
+    # started, so there is nothing to kill; tests that use them are skipped.
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +98,10 @@ class StackState:
     def started(self) -> set[str]:
         """Stack services this state says are running."""
         return set(self.processes) | set(self.compose_services)
+
+    def settled(self) -> set[str]:
+        """Stack services already dealt with: running, or found unavailable."""
+        return self.started() | set(self.unavailable)
 
     def all_alive(self) -> bool:
         if self.compose_project is not None:

@@ -134,9 +134,11 @@ def test_scripts_never_swallow_failures() -> None:
         assert "|| true" not in text, f"{script} hides a failure"
 
 
-def test_the_e2e_stack_names_a_compose_service_for_every_service() -> None:
+def test_the_e2e_stack_names_a_compose_service_for_every_required_service() -> None:
     spec = load_stack(ROOT / "tests" / "e2e" / "stack.yaml")
     defined = {n for f in spec.compose_files for n in services(Path(f).name)}
     for service in spec.services:
+        if service.compose_service is None and service.optional:
+            continue  # unavailable on the compose backend: its tests skip, saying so
         assert service.compose_service in defined, service.name
     assert all((spec.root / f).is_file() for f in spec.compose_files)

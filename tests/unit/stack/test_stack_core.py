@@ -156,3 +156,55 @@ def test_sweep_kills_leftovers_of_a_dead_owner(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_optional_must_be_a_boolean_and_the_error_names_the_service(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "services:\n  web: {command: [x]}\n  llama: {command: [x], optional: 1}\n"
+    )
+    with pytest.raises(StackSpecError) as info:
+        load_stack(path)
+    assert "services.llama.optional: must be true or false, not 1" in str(info.value)
+
+
+def test_what_depends_on_an_optional_service_must_be_optional(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "services:\n  a: {command: [x], optional: true}\n  b: {command: [x], depends_on: [a]}\n",
+    )
+    with pytest.raises(StackSpecError, match="add `optional: true` to 'b'"):
+        load_stack(path)
+
+
+def test_optional_services_a_backend_cannot_run_and_their_dependants(tmp_path: Path) -> None:
+    spec = load_stack(
+        write(
+            tmp_path,
+            "services:\n"
+            "  web: {command: [x], compose_service: web}\n"
+            "  llama: {command: [x], optional: true}\n"
+            "  gw: {command: [x], compose_service: gw, depends_on: [llama], optional: true}\n",
+        )
+    )
+    assert spec.without_runner("local") == {}
+    unrunnable = spec.without_runner("compose")
+    assert sorted(unrunnable) == ["gw", "llama"]
+    assert "no 'compose_service'" in unrunnable["llama"]
+    assert unrunnable["gw"].startswith("'gw' depends on 'llama'")
+
+
+def test_requiring_a_service_makes_it_and_its_dependencies_required(tmp_path: Path) -> None:
+    spec = load_stack(
+        write(
+            tmp_path,
+            "services:\n  a: {command: [x], optional: true}\n"
+            "  b: {command: [x], depends_on: [a], optional: true}\n"
+            "  c: {command: [x], optional: true}\n",
+        )
+    )
+    required = spec.requiring(["b"])
+    assert [s.optional for s in required.services] == [False, False, True]
+    assert required.fingerprint() != spec.fingerprint()
+    assert spec.requiring([]) == spec
+    with pytest.raises(StackSpecError, match="no such service"):
+        spec.requiring(["zz"])
