@@ -212,7 +212,12 @@ if [ "$with_llama" = 1 ]; then
     LLAMA_CONTEXT="$BUILD_DIR/llama-context"
     rm -rf "$LLAMA_CONTEXT/app"
     mkdir -p "$LLAMA_CONTEXT/wheels" "$LLAMA_CONTEXT/app/tests/support"
-    cp "$ROOT/docker/llama/requirements.txt" "$LLAMA_CONTEXT/requirements.txt"
+    # The server's pin, plus the gguf package that the launcher writes the model with, at
+    # the version uv.lock holds for the tests.
+    cp "$ROOT/tests/llama-requirements.txt" "$LLAMA_CONTEXT/requirements.txt"
+    (cd "$ROOT" && "${UV[@]}" export --frozen --only-dev --no-hashes --no-emit-project \
+        --format requirements-txt --quiet) | grep '^gguf==' >>"$LLAMA_CONTEXT/requirements.txt" \
+        || die "uv.lock has no gguf in the dev group (the launcher needs it)"
     llama_wheels="$(PYTHON="$PYTHON" "$ROOT/docker/llama/wheel.sh")"
     # The server's dependencies as wheels, next to the one compiled on the host.
     "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --find-links "$llama_wheels" \

@@ -24,7 +24,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-REQUIREMENTS="$ROOT/docker/llama/requirements.txt"
+REQUIREMENTS="$ROOT/tests/llama-requirements.txt"   # the one pin
 PYTHON="${PYTHON:-python3}"
 CMAKE_OPTIONS="-DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF"
 
