@@ -25,7 +25,7 @@ PYTEST_ARGS ?=
 # Many examples per property in `make test` and CI; `pytest` alone uses the fast `dev` profile.
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: help install llama llama-optional up test test-unit test-integration test-e2e lint format security system-deps clean docker-up docker-down docker-images test-compose
+.PHONY: help install llama llama-optional up test test-unit test-integration test-e2e lint format security system-deps clean docker-up docker-down docker-images docker-test-images test-compose
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -46,11 +46,15 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## Create .venv with the locked dependencies (installs uv if missing)
 
-$(LLAMA_STAMP): $(LLAMA_REQUIREMENTS)
-	@echo "building llama.cpp's server ($$(grep -v '^#' $(LLAMA_REQUIREMENTS))): about 10 minutes on 2 cores the first time, seconds once pip has cached the wheel"
+$(LLAMA_STAMP): $(LLAMA_REQUIREMENTS) docker/llama/wheel.sh
+	@# docker/llama/wheel.sh compiles llama.cpp once per machine (it says so, with the time
+	@# it took) and keeps the wheel outside the repository; the llama test image installs
+	@# the same wheel. --only-binary: pip must take that wheel, never compile one itself.
 	@started=$$(date +%s); \
+	wheels="$$(docker/llama/wheel.sh)"; \
 	$(PYTHON) -m venv $(LLAMA_VENV); \
-	$(LLAMA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(LLAMA_REQUIREMENTS); \
+	$(LLAMA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--find-links "$$wheels" --only-binary llama-cpp-python -r $(LLAMA_REQUIREMENTS); \
 	echo "llama.cpp's server installed in $(LLAMA_VENV) in $$(( $$(date +%s) - started )) s"
 	@touch $@
 
@@ -119,8 +123,11 @@ docker-images: install ## Build the service image without registry access (docs/
 # logs, fault injection, fail-fast, kill -9 leaves no container).
 COMPOSE_TESTS ?= tests/e2e tests/integration/stack/test_stack_compose.py
 
-test-compose: install docker-images ## Stack e2e tests on containers (needs an engine: make docker-up)
-	$(VENV)/bin/pytest -n 2 --stack-backend=compose $(COMPOSE_TESTS) $(PYTEST_ARGS)
+docker-test-images: install ## The service image and the llama.cpp test image (builds llama.cpp once per machine)
+	docker/build-images.sh --llama-test
+
+test-compose: install docker-test-images ## Stack e2e tests on containers (needs an engine: make docker-up)
+	$(VENV)/bin/pytest -n 2 --stack-backend=compose $(COMPOSE_TESTS) $(LLAMA_STACK_ARGS) $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv, caches and coverage data (never the data directory)
 	rm -rf $(VENV) $(LLAMA_VENV) .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* coverage.xml htmlcov

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the platform's one service image without needing an image registry.
 #
-#   docker/build-images.sh
+#   docker/build-images.sh                 # the service image
+#   docker/build-images.sh --llama-test    # and the llama.cpp TEST image (make test-compose)
 #
 # 1. Base image: BASE_IMAGE (default python:3.11-slim) if it is present or can be
 #    pulled; otherwise a Debian bookworm image built here with debootstrap from the
@@ -11,12 +12,16 @@
 #    `pip install --no-index`, so the build needs no network either.
 # 3. The service image (docker/Dockerfile): gateway, MCP server, RAG service and the
 #    inference test stub, each started with its own command.
+# 4. With --llama-test: LLAMA_IMAGE (docker/llama/Dockerfile), llama.cpp's server on a tiny
+#    generated model for the e2e tests, from the wheel docker/llama/wheel.sh builds on the
+#    host (a compile of about 4-10 minutes the first time on a machine, reused afterwards).
 #
 # Idempotent: an existing base image, existing wheels and Docker's layer cache are reused.
 # The image the tag named before a rebuild is removed, unless a container still uses it.
 #
 # Environment:
 #   IMAGE              image to build (default: local-ai-suite:latest)
+#   LLAMA_IMAGE        llama.cpp test image, with --llama-test (default: local-ai-suite-llama:latest)
 #   BASE_IMAGE         preferred base (default: python:3.11-slim)
 #   LOCAL_BASE_IMAGE   name of the debootstrapped base (default: local-ai-suite-base:bookworm)
 #   FORCE_DEBOOTSTRAP  1: do not try BASE_IMAGE, use the Debian-built base
@@ -27,6 +32,14 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 IMAGE="${IMAGE:-local-ai-suite:latest}"
+LLAMA_IMAGE="${LLAMA_IMAGE:-local-ai-suite-llama:latest}"
+with_llama=0
+for arg in "$@"; do
+    case "$arg" in
+        --llama-test) with_llama=1 ;;
+        *) echo "build-images: error: unknown argument $arg (known: --llama-test)" >&2; exit 2 ;;
+    esac
+done
 BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim}"
 LOCAL_BASE_IMAGE="${LOCAL_BASE_IMAGE:-local-ai-suite-base:bookworm}"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build/docker}"
@@ -164,27 +177,64 @@ fi
 [ "${#builder[@]}" -gt 0 ] || die "BuildKit is not available: install the docker buildx plugin" \
     "(Docker >= 23) or Debian's docker.io (20.10, BuildKit built in)"
 echo "   builder: ${builder[*]}"
-previous=""
-if docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    previous="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
-fi
-"${builder[@]}" --progress=plain -f "$ROOT/docker/Dockerfile" --build-arg "BASE_IMAGE=$base" \
-    -t "$IMAGE" "$CONTEXT" >"$BUILD_DIR/build.log" 2>&1 \
-    || { tail -n 40 "$BUILD_DIR/build.log" >&2; die "docker build failed (log: $BUILD_DIR/build.log)"; }
+
+# build_image TAG DOCKERFILE CONTEXT LOG: build, then drop the image TAG named before.
+build_image() {
+    local tag="$1" dockerfile="$2" context="$3" log="$4" previous="" current
+    if docker image inspect "$tag" >/dev/null 2>&1; then
+        previous="$(docker image inspect -f '{{.Id}}' "$tag")"
+    fi
+    "${builder[@]}" --progress=plain -f "$dockerfile" --build-arg "BASE_IMAGE=$base" \
+        -t "$tag" "$context" >"$log" 2>&1 \
+        || { tail -n 40 "$log" >&2; die "docker build of $tag failed (log: $log)"; }
+    echo "   $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
+    current="$(docker image inspect -f '{{.Id}}' "$tag")"
+    if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+        # The tag moved on: the image it named before would stay behind, untagged, at every
+        # build. A container that still uses it (even a stopped one) keeps it.
+        if docker image rm "$previous" >/dev/null 2>&1; then
+            echo "   removed the image $tag named before (${previous:7:12})"
+        else
+            echo "   kept the image $tag named before (${previous:7:12}): a container still uses it"
+        fi
+    fi
+}
+
+build_image "$IMAGE" "$ROOT/docker/Dockerfile" "$CONTEXT" "$BUILD_DIR/build.log"
 docker run --rm --entrypoint python "$IMAGE" -c "import services.gateway.app, tests.stubs.inference" \
     || die "the image was built but cannot import the gateway or the stub"
-echo "   $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
-current="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
-if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
-    # The tag moved on: the image it named before would stay behind, untagged, at every
-    # build. A container that still uses it (even a stopped one) keeps it.
-    if docker image rm "$previous" >/dev/null 2>&1; then
-        echo "   removed the image $IMAGE named before (${previous:7:12})"
-    else
-        echo "   kept the image $IMAGE named before (${previous:7:12}): a container still uses it"
-    fi
-fi
 done_step
 
+# -- 4. llama.cpp test image ------------------------------------------------------------
+
+if [ "$with_llama" = 1 ]; then
+    step "llama.cpp test image $LLAMA_IMAGE (FROM $base)"
+    LLAMA_CONTEXT="$BUILD_DIR/llama-context"
+    rm -rf "$LLAMA_CONTEXT/app"
+    mkdir -p "$LLAMA_CONTEXT/wheels" "$LLAMA_CONTEXT/app/tests/support"
+    # The server's pin, plus the gguf package that the launcher writes the model with, at
+    # the version uv.lock holds for the tests.
+    cp "$ROOT/tests/llama-requirements.txt" "$LLAMA_CONTEXT/requirements.txt"
+    (cd "$ROOT" && "${UV[@]}" export --frozen --only-dev --no-hashes --no-emit-project \
+        --format requirements-txt --quiet) | grep '^gguf==' >>"$LLAMA_CONTEXT/requirements.txt" \
+        || die "uv.lock has no gguf in the dev group (the launcher needs it)"
+    llama_wheels="$(PYTHON="$PYTHON" "$ROOT/docker/llama/wheel.sh")"
+    # The server's dependencies as wheels, next to the one compiled on the host.
+    "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --find-links "$llama_wheels" \
+        --find-links "$LLAMA_CONTEXT/wheels" -w "$LLAMA_CONTEXT/wheels" \
+        -r "$LLAMA_CONTEXT/requirements.txt" || die "pip wheel of the llama server's dependencies failed"
+    cp "$ROOT/tests/__init__.py" "$LLAMA_CONTEXT/app/tests/__init__.py"
+    cp "$ROOT/tests/support/__init__.py" "$ROOT/tests/support/tiny_gguf.py" \
+        "$ROOT/tests/support/llama_launcher.py" "$LLAMA_CONTEXT/app/tests/support/"
+    build_image "$LLAMA_IMAGE" "$ROOT/docker/llama/Dockerfile" "$LLAMA_CONTEXT" "$BUILD_DIR/llama-build.log"
+    docker run --rm --entrypoint python "$LLAMA_IMAGE" -c "import llama_cpp, tests.support.llama_launcher" \
+        || die "the llama image was built but cannot import llama_cpp or the launcher"
+    done_step
+fi
+
 echo
-echo "build-images: $IMAGE ready in $((SECONDS - START))s"
+if [ "$with_llama" = 1 ]; then
+    echo "build-images: $IMAGE and $LLAMA_IMAGE ready in $((SECONDS - START))s"
+else
+    echo "build-images: $IMAGE ready in $((SECONDS - START))s"
+fi
