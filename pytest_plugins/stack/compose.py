@@ -38,6 +38,10 @@ IMAGE_UID = 10001
 _LOG_PREFIX = re.compile(r"^(?P<container>\S+?)-\d+\s+\| ?(?P<line>.*)$")
 
 
+def _joined(error: Exception, details: str) -> str:
+    return f"{error}\n{details}" if details else str(error)
+
+
 def port_variable(compose_service: str) -> str:
     return compose_service.upper().replace("-", "_") + "_PORT"
 
@@ -106,13 +110,31 @@ class ComposeBackend(StackBackend):
     # -- lifecycle ---------------------------------------------------------
 
     def start_all(self, only: list[str] | None = None) -> None:
+        """Required services in one ``up --wait``, then each optional one on its own.
+
+        An optional service whose container cannot be created (its image is not built),
+        exits, or never gets ready is removed and recorded as unavailable, like on the
+        local backend; what depends on it is not started. Services already settled
+        (running, unavailable, or stopped by a test) are left as they are.
+        """
         self.assign_ports()
         self._prepare_data_dir()
-        wanted = [s for s in self.spec.start_order(only) if s.name not in self.started()]
-        if not wanted:
-            return
-        self._record_started(wanted)  # recorded before `up`: nothing can leak
-        self._up(wanted)
+        settled = self.state.settled()
+        wanted = [s for s in self.spec.start_order(only) if s.name not in settled]
+        required = [s for s in wanted if not s.optional]
+        if required:
+            self._record_started(required)  # recorded before `up`: nothing can leak
+            self._up(required)
+        for service in (s for s in wanted if s.optional):
+            blocked = self.blocked_by(service)
+            if blocked is not None:
+                self.mark_unavailable(service.name, blocked)
+                continue
+            try:
+                self.start(service.name)
+            except ServiceStartError as exc:
+                self._remove(service.name)
+                self.mark_unavailable(service.name, f"optional service {exc}")
 
     def started(self) -> set[str]:
         return set(self.state.compose_services)
@@ -132,7 +154,7 @@ class ComposeBackend(StackBackend):
                 timeout=timeout + 120,
             )  # fmt: skip
         except ServiceStartError as exc:
-            raise ServiceStartError(f"{exc}\n{self._failure_details(services)}") from None
+            raise ServiceStartError(_joined(exc, self._failure_details(services))) from None
         for service in services:
             self.wait_ready(service.name, timeout=service.ready.timeout)
 
@@ -143,7 +165,11 @@ class ComposeBackend(StackBackend):
         states = {row.get("Service"): row for row in rows}
         parts = []
         for service in services:
-            row = states.get(self.compose_service(service.name), {})
+            row = states.get(self.compose_service(service.name))
+            if row is None:
+                # No container (its image is missing, say): Compose's own error, just
+                # before this, says why; "(none)" log lines would only bury it.
+                continue
             parts.append(
                 f"{service.name}: {row.get('State', 'no container')}"
                 f" (exit code {row.get('ExitCode', '?')}); last log lines:\n"
@@ -157,6 +183,13 @@ class ComposeBackend(StackBackend):
             if row.get("Service") == self.compose_service(name):
                 return str(row.get("State", "")), int(row.get("ExitCode", 0) or 0)
         return "missing", -1
+
+    def _remove(self, name: str) -> None:
+        """Stop and remove ``name``'s container: nothing runs unaccounted for."""
+        self.sync_logs()  # its log lines are the reason a test will be skipped with
+        self.compose("rm", "--force", "--stop", "--volumes", self.compose_service(name))
+        self.state.compose_services.pop(name, None)
+        self.state.save(self.state_file)
 
     def _raise_if_dead(self, service: ServiceSpec) -> None:
         state, code = self._container_state(service.name)
@@ -231,7 +264,7 @@ class ComposeBackend(StackBackend):
                 timeout=service.ready.timeout + 120,
             )  # fmt: skip
         except ServiceStartError as exc:
-            raise ServiceStartError(f"{exc}\n{self._failure_details([service])}") from None
+            raise ServiceStartError(_joined(exc, self._failure_details([service]))) from None
         self.wait_ready(name)
 
     def pause(self, name: str) -> None:
@@ -246,10 +279,13 @@ class ComposeBackend(StackBackend):
         self.state.compose_services.clear()
 
 
-def unavailable_reason(spec: StackSpec) -> str | None:
+def unavailable_reason(spec: StackSpec, *, optional_images: bool = True) -> str | None:
     """Why this stack cannot run on the compose backend here, or None when it can.
 
-    A Compose file that Docker rejects is an error (raised), not a reason to skip.
+    ``optional_images=False``: only the required services' images must exist; an
+    optional service whose image is missing is then only unavailable at start (its
+    tests skip). A Compose file that Docker rejects is an error (raised), not a reason
+    to skip.
     """
     if not spec.compose_files:
         return f"stack {spec.name!r} has no compose_files"
@@ -262,7 +298,9 @@ def unavailable_reason(spec: StackSpec) -> str | None:
     argv = ["compose"]
     for compose_file in spec.compose_files:
         argv += ["-f", str((spec.root / compose_file).resolve())]
-    services = sorted({str(s.compose_service) for s in spec.services})
+    services = sorted(
+        {str(s.compose_service) for s in spec.services if optional_images or not s.optional}
+    )
     result = docker_cli.run_docker([*argv, "config", "--images", *services], timeout=60)
     if result.returncode != 0:
         raise ServiceStartError(

@@ -78,6 +78,14 @@ class Stack:
     def log_path(self, name: str) -> Path:
         return self.backend.log_path(name)
 
+    def log_text(self, name: str) -> str:
+        """Everything ``name`` has logged so far. On the compose backend the file at
+        :meth:`log_path` is only brought up to date when a test starts or fails; this
+        syncs it first, so a test can check what a service logged during the test."""
+        self.backend.sync_logs()
+        path = self.backend.log_path(name)
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
     def _refresh(self, state: StackState | None) -> None:
         if state is not None:
             self.backend.state = state

@@ -188,14 +188,14 @@ def _choose_backend(config: pytest.Config, manager: StackManager) -> tuple[str, 
     if wanted != "local":
         spec = manager.spec
         if wanted == "compose":
-            # Asked for explicitly: optional services without a Compose service are only
-            # unavailable (their tests skip), they do not stop the backend. `auto` keeps
-            # to local processes then, where they can run.
+            # Asked for explicitly: optional services without a Compose service or without
+            # their image are only unavailable (their tests skip), they do not stop the
+            # backend. `auto` keeps to local processes then, where they can run.
             unrunnable = spec.without_runner("compose")
             spec = spec.model_copy(
                 update={"services": [s for s in spec.services if s.name not in unrunnable]}
             )
-        reason = compose.unavailable_reason(spec)
+        reason = compose.unavailable_reason(spec, optional_images=wanted != "compose")
         if reason is None:
             choice = ("compose", None)
         elif wanted == "compose":

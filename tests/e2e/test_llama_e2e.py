@@ -69,7 +69,7 @@ def greedy(client: openai.OpenAI, max_tokens: int, **extra: object) -> openai.ty
 
 
 def finished_generations(stack: Stack) -> int:
-    return stack.log_path("llama").read_text(errors="replace").count(FINISHED_LINE + "  ")
+    return stack.log_text("llama").count(FINISHED_LINE + "  ")
 
 
 def counter(stack: Stack, name: str, **labels: str) -> float:
@@ -309,7 +309,7 @@ def test_upstream_killed_mid_stream_gives_the_client_an_error(
         assert finishes
         assert set(finishes) == {None}  # never looked finished
         assert counter(stack, "llm_upstream_errors_total", reason="stream_broken") > (broken_before)
-        assert "stream from backend default broke" in stack.log_path("gateway-llama").read_text()
+        assert "stream from backend default broke" in stack.log_text("gateway-llama")
     finally:
         stack.start("llama")
     stack.wait_healthy("llama")

@@ -170,6 +170,68 @@ def test_service_dying_at_start_fails_fast_with_its_exit_code_and_log(
 
 
 @needs_compose
+def test_optional_services_without_their_image_or_dying_are_skipped_not_fatal(
+    project: pytest.Pytester,
+) -> None:
+    """An explicit compose backend starts the required services, then each optional one
+    alone: one whose image is not built and one that exits at start are removed and
+    unavailable, their dependant is never started, and their tests skip with the reason."""
+    compose = yaml.safe_load(yaml.safe_dump(COMPOSE))
+    web = compose["services"]["web"]
+    compose["services"]["unbuilt"] = {
+        **web,
+        "image": "local-ai-suite-never-built:none",
+        "ports": ["127.0.0.1:${UNBUILT_PORT:-18002}:8000"],
+    }
+    compose["services"]["dying"] = {
+        **web,
+        "environment": {"DIE_AT_START": "1"},
+        "ports": ["127.0.0.1:${DYING_PORT:-18003}:8000"],
+    }
+    compose["services"]["after-dying"] = {
+        **web,
+        "ports": ["127.0.0.1:${AFTER_DYING_PORT:-18004}:8000"],
+    }
+    project.makefile(".yml", compose=yaml.safe_dump(compose))
+    ready = "    ready: {http: /health, timeout: 60}\n"
+    project.makefile(
+        ".yaml",
+        stack=(
+            "name: demo\ncompose_files: [compose.yml]\nservices:\n"
+            f"  web:\n    compose_service: web\n{ready}"
+            f"  unbuilt:\n    compose_service: unbuilt\n    optional: true\n{ready}"
+            f"  dying:\n    compose_service: dying\n    optional: true\n{ready}"
+            "  after-dying:\n    compose_service: after-dying\n    optional: true\n"
+            f"    depends_on: [dying]\n{ready}"
+        ),
+    )
+    project.makepyfile("""
+        import httpx
+        def test_web(stack):
+            assert httpx.get(stack.url("web") + "/ok").status_code == 200
+            assert set(stack.unavailable) == {"unbuilt", "dying", "after-dying"}
+        def test_unbuilt(stack):
+            stack.url("unbuilt")
+        def test_dying(stack):
+            stack.url("dying")
+        def test_after_dying(stack):
+            stack.url("after-dying")
+        """)
+    result = project.runpytest_subprocess("-p", "no:randomly", "-rs")
+    result.assert_outcomes(passed=1, skipped=3)
+    # The run's closing lines: each with the last word of its reason.
+    result.stdout.fnmatch_lines(
+        [
+            "stack: optional service 'unbuilt' was unavailable*No such image*never-built*",
+            "stack: optional service 'dying' was unavailable*fatal: cannot open the frobnicator",
+            "stack: optional service 'after-dying' was unavailable*frobnicator",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*'dying' is unavailable*", "*exit code 7*"])
+    assert demo_containers(project) == []
+
+
+@needs_compose
 def test_kill_9_of_pytest_leaves_no_container(project: pytest.Pytester) -> None:
     marker = project.path / "stack-is-up"
     project.makepyfile(f"""
