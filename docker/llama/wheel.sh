@@ -48,18 +48,32 @@ command -v cmake >/dev/null || command -v "$(dirname "$PYTHON")/cmake" >/dev/nul
 command -v cc >/dev/null || command -v gcc >/dev/null \
     || die "no C/C++ compiler (cc/gcc): install one (Debian: apt-get install build-essential)"
 
+mkdir -p "$base"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
+log="$base/build-$version-$options_digest.log"   # kept: a failed build is read afterwards
 say "building llama.cpp's server (llama-cpp-python $version, $CMAKE_OPTIONS):"
-say "  about 4-10 minutes on 2 cores, once per machine; log: $scratch/build.log"
+say "  about 4-10 minutes on 2 cores, once per machine; log: $log"
 started=$SECONDS
-# --no-cache-dir: never take a wheel pip built earlier with other options.
-if ! CMAKE_ARGS="$CMAKE_OPTIONS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "$PYTHON" -m pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
+# --no-cache-dir: never take a wheel pip built earlier with other options. -v: CMake's
+# "[ 42%] Building ..." lines reach the log, and the progress line below shows them.
+CMAKE_ARGS="$CMAKE_OPTIONS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    "$PYTHON" -m pip wheel -v --no-deps --no-cache-dir --no-binary llama-cpp-python \
         --disable-pip-version-check -w "$scratch/out" "llama-cpp-python==$version" \
-        >"$scratch/build.log" 2>&1; then
-    tail -n 30 "$scratch/build.log" >&2
-    die "building llama-cpp-python $version failed (last lines above)"
+        >"$log" 2>&1 &
+build=$!
+# A line every 30 s, so a long compile never looks hung.
+while kill -0 "$build" 2>/dev/null; do
+    for _ in 1 2 3 4 5 6; do
+        sleep 5
+        kill -0 "$build" 2>/dev/null || break 2
+    done
+    percent="$(grep -o '^\[ *[0-9]*%\]' "$log" | tail -n 1 | tr -d '[ ]')"
+    say "  still compiling: $((SECONDS - started)) s${percent:+, CMake at $percent}"
+done
+if ! wait "$build"; then
+    tail -n 30 "$log" >&2
+    die "building llama-cpp-python $version failed (last lines above; log: $log)"
 fi
 mkdir -p "$dir"
 # Moved in whole: a build killed half-way never leaves a wheel that looks complete.
