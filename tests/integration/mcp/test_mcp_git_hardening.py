@@ -391,3 +391,38 @@ async def test_viewer_git_status_over_rest_runs_no_filter(
     assert response.status_code == 200, response.text
     assert not ran(marker)
     assert "same.txt" not in response.text
+
+
+# --- submodules: their own configuration is out of reach of the overrides ------------
+
+
+async def test_submodule_filters_never_run(
+    ctx, repo: Path, marker: Path, touch: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "subsrc"
+    source.mkdir()
+    plain_git(source, "init", "-q", "-b", "main")
+    (source / "a.txt").write_text("a\n")
+    plain_git(source, "add", ".")
+    plain_git(source, "commit", "-q", "-m", "sub")
+    plain_git(
+        repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(source), "sub"
+    )
+    plain_git(repo, "commit", "-q", "-m", "add sub")
+    sub = repo / "sub"
+    (sub / ".gitattributes").write_text("* filter=s\n")
+    set_config(repo, "filter.s.clean", f"{touch}; cat", file=".git/modules/sub/config")
+    os.utime(sub / "a.txt", (1_000_000_000, 1_000_000_000))
+    plain_git(repo, "status", check=False)
+    assert ran(marker), "control: plain `git status` should have run the submodule's filter"
+    forget(marker)
+    os.utime(sub / "a.txt", (1_000_000_000, 1_000_000_000))
+    status = await run(ctx, "git_status", repo="proj")
+    assert {c["path"]: c["status"] for c in status["changes"]}["f.txt"] == " M"
+    diff = await run(ctx, "git_diff", repo="proj")
+    assert "+world" in diff["output"]
+    await run(ctx, "git_add", repo="proj", paths=["f.txt", "sub"])
+    await run(ctx, "git_commit", repo="proj", message="third")
+    log = await run(ctx, "git_log", repo="proj")
+    assert [c["subject"] for c in log["commits"]] == ["third", "add sub", "first"]
+    assert not ran(marker)
