@@ -305,6 +305,20 @@ async def git_log(ctx: ToolContext, args: GitLogArgs) -> dict[str, Any]:
 
 
 async def git_add(ctx: ToolContext, args: GitAddArgs) -> dict[str, Any]:
+    # `git add` of a submodule runs `git status` inside it, under the submodule's own
+    # configuration (its filter drivers), which the overrides do not cover: refused.
+    staged = await run_git(ctx, args.repo, ["ls-files", "--stage", "-z", "--", *args.paths])
+    submodules = [
+        entry.partition("\t")[2]
+        for entry in staged.stdout.split("\0")
+        if entry.startswith("160000 ")
+    ]
+    if submodules:
+        raise ToolError(
+            f"git_add does not stage submodules ({', '.join(repr(s) for s in submodules[:20])}):"
+            " git would run inside them under their own configuration; pass the other paths",
+            code="git_submodule_refused",
+        )
     await run_git(ctx, args.repo, ["add", "--", *args.paths])
     return {"added": args.paths}
 

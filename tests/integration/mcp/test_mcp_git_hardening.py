@@ -8,6 +8,7 @@ appears and the tool's output is still right. git really runs (hence integration
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import subprocess
@@ -99,9 +100,19 @@ def repo(settings: McpSettings) -> Path:
     return path
 
 
-def restat(repo: Path) -> None:
-    """Make same.txt stat-dirty again, so the next status/diff reads it through filters."""
-    os.utime(repo / "same.txt", (1_000_000_000, 1_000_000_000))
+_mtimes = itertools.count(1_000_000_000)
+
+
+def restat(path: Path) -> None:
+    """Give a file a new mtime, so the next status/diff re-reads it through its filters.
+
+    A repository directory means its unchanged same.txt. Each mtime is new: an index
+    refreshed by a previous command must not already know it.
+    """
+    if path.is_dir():
+        path = path / "same.txt"
+    mtime = next(_mtimes)
+    os.utime(path, (mtime, mtime))
 
 
 def ran(marker: Path) -> bool:
@@ -412,16 +423,24 @@ async def test_submodule_filters_never_run(
     sub = repo / "sub"
     (sub / ".gitattributes").write_text("* filter=s\n")
     set_config(repo, "filter.s.clean", f"{touch}; cat", file=".git/modules/sub/config")
-    os.utime(sub / "a.txt", (1_000_000_000, 1_000_000_000))
+    restat(sub / "a.txt")
     plain_git(repo, "status", check=False)
     assert ran(marker), "control: plain `git status` should have run the submodule's filter"
     forget(marker)
-    os.utime(sub / "a.txt", (1_000_000_000, 1_000_000_000))
+    restat(sub / "a.txt")
     status = await run(ctx, "git_status", repo="proj")
     assert {c["path"]: c["status"] for c in status["changes"]}["f.txt"] == " M"
+    assert not ran(marker), "status"
     diff = await run(ctx, "git_diff", repo="proj")
     assert "+world" in diff["output"]
-    await run(ctx, "git_add", repo="proj", paths=["f.txt", "sub"])
+    assert not ran(marker), "diff"
+    for paths in (["f.txt", "sub"], ["."]):
+        with pytest.raises(ToolError) as info:
+            await run(ctx, "git_add", repo="proj", paths=paths)
+        assert info.value.code == "git_submodule_refused"
+        assert "'sub'" in info.value.message
+    assert not ran(marker), "add"
+    await run(ctx, "git_add", repo="proj", paths=["f.txt"])
     await run(ctx, "git_commit", repo="proj", message="third")
     log = await run(ctx, "git_log", repo="proj")
     assert [c["subject"] for c in log["commits"]] == ["third", "add sub", "first"]
