@@ -130,6 +130,34 @@ def _git_executable() -> str:
     return found
 
 
+def _refuse(message: str) -> ToolError:
+    return ToolError(message, code="git_config_refused", status=403)
+
+
+def _check_config_files(repo_fd: int) -> None:
+    """The configuration git reads must be files that only git (or run_command) can change.
+
+    A ``.git/config`` symlinked to a worktree file, or a ``.git/commondir`` (which moves the
+    configuration elsewhere, for example into the worktree), could be rewritten by
+    ``write_file`` between the listing of filter drivers and the command.
+    """
+    for name in ("commondir", "config", "config.worktree"):
+        try:
+            info = os.stat(f".git/{name}", dir_fd=repo_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if name == "commondir":
+            raise _refuse(
+                "the repository's .git/commondir points git at configuration elsewhere;"
+                " git tools only run in plain repositories (.git with its own config)"
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise _refuse(
+                f"the repository's .git/{name} is not a regular file (a symlink?);"
+                " git tools only read configuration kept inside .git"
+            )
+
+
 def git_env(home: str, overrides: list[tuple[str, str]] | None = None) -> dict[str, str]:
     """The whole environment git runs with: nothing is inherited from the service."""
     env = {
@@ -231,6 +259,7 @@ async def run_git(
                     " create one with `git init` or pass repo=<path of the repository>",
                     code="not_a_git_repository",
                 )
+            _check_config_files(repo_fd)
             with tempfile.TemporaryDirectory(prefix="ai-suite-git-home-") as home:
                 # Reading the configuration runs nothing; it finds the filter drivers.
                 listing = await _run(

@@ -308,6 +308,27 @@ async def test_config_includes_are_refused(
     assert not ran(marker)
 
 
+@pytest.mark.parametrize("layout", ["symlinked config", "commondir"])
+async def test_config_outside_git_dir_is_refused(
+    ctx, repo: Path, marker: Path, touch: str, layout: str
+) -> None:
+    """A config that write_file could change (in the worktree) is refused, not raced."""
+    config = repo / ".git" / "config"
+    if layout == "symlinked config":
+        (repo / "cfg").write_text(config.read_text())
+        config.unlink()
+        config.symlink_to("../cfg")
+    else:
+        (repo / ".git" / "commondir").write_text(".\n")
+    for tool in (*READ_TOOLS, "git_add"):
+        arguments = {"paths": ["f.txt"]} if tool == "git_add" else {}
+        with pytest.raises(ToolError) as info:
+            await run(ctx, tool, repo="proj", **arguments)
+        assert info.value.code == "git_config_refused"
+        assert ("commondir" if layout == "commondir" else "config") in info.value.message
+    assert not ran(marker)
+
+
 # --- write side: git_add runs clean filters, git_commit runs hooks ---------------------
 
 
