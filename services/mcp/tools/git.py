@@ -199,14 +199,19 @@ def config_overrides(listing: str) -> list[tuple[str, str]]:
         subsection, _, name = rest.rpartition(".")
         section, name = section.lower(), name.lower()
         if section in _REFUSED_SECTIONS:
-            raise ToolError(
+            raise _refuse(
                 f"the repository's git configuration sets {key!r}; git tools do not run in"
                 " repositories whose configuration includes other files (an included file"
-                " could define programs for git to run). Remove the include from .git/config",
-                code="git_config_refused",
-                status=403,
+                " could define programs for git to run). Remove the include from .git/config"
             )
         if section == "filter" and subsection and name in _FILTER_OVERRIDES:
+            if "\ufffd" in subsection:
+                # Output is decoded with "replace": an override of the decoded name would
+                # not match the driver git uses.
+                raise _refuse(
+                    f"the repository's git configuration defines a filter driver whose name"
+                    f" is not valid UTF-8 ({key!r}); rename it in .git/config"
+                )
             override = f"filter.{subsection}.{name}"
             if override not in seen:
                 seen.add(override)

@@ -329,6 +329,19 @@ async def test_config_outside_git_dir_is_refused(
     assert not ran(marker)
 
 
+async def test_filter_name_that_is_not_utf8_is_refused(
+    ctx, repo: Path, marker: Path, touch: str
+) -> None:
+    (repo / ".gitattributes").write_bytes(b"* filter=\xff\n")
+    set_config(repo, os.fsdecode(b"filter.\xff.clean"), f"{touch}; cat")
+    control(repo, marker, "diff")
+    with pytest.raises(ToolError) as info:
+        await run(ctx, "git_status", repo="proj")
+    assert info.value.code == "git_config_refused"
+    assert "UTF-8" in info.value.message
+    assert not ran(marker)
+
+
 # --- write side: git_add runs clean filters, git_commit runs hooks ---------------------
 
 

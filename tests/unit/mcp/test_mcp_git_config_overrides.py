@@ -59,7 +59,7 @@ def test_includes_are_refused_by_name(key: str) -> None:
 
 @given(
     st.text(
-        alphabet=st.characters(blacklist_characters="\0\n", blacklist_categories=("Cs",)),
+        alphabet=st.characters(blacklist_characters="\0\n\ufffd", blacklist_categories=("Cs",)),
         min_size=1,
         max_size=30,
     )
@@ -99,3 +99,9 @@ def test_safe_options_switch_off_every_program_key() -> None:
     assert config["log.showSignature"] == "false"
     assert SAFE_OPTIONS[:2] == ("--no-pager", "--literal-pathspecs")
     assert SAFE_OPTIONS[2:4] == ("-c", "core.hooksPath=/dev/null")
+
+
+def test_a_driver_name_lost_in_decoding_is_refused() -> None:
+    with pytest.raises(ToolError) as info:
+        config_overrides(listing("filter.\ufffd.clean\ncat"))
+    assert info.value.code == "git_config_refused"
