@@ -111,6 +111,8 @@ def restat(path: Path) -> None:
     """
     if path.is_dir():
         path = path / "same.txt"
+    if not path.exists():
+        return
     mtime = next(_mtimes)
     os.utime(path, (mtime, mtime))
 
@@ -264,6 +266,50 @@ async def test_network_and_credential_programs_are_ignored(
     await assert_read_tools_safe(ctx, repo, marker)
     await run(ctx, "git_add", repo="proj", paths=["f.txt"])
     await run(ctx, "git_commit", repo="proj", message="second")
+    assert not ran(marker)
+
+
+def partial_clone(settings: McpSettings, tmp_path: Path) -> Path:
+    """proj: a blob:none partial clone whose blobs are missing (reading one fetches it)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    plain_git(source, "init", "-q", "-b", "main")
+    (source / "a.txt").write_text("hello\n")
+    plain_git(source, "add", ".")
+    plain_git(source, "commit", "-q", "-m", "first")
+    plain_git(source, "config", "uploadpack.allowFilter", "true")
+    root = settings.workspace_roots[0]
+    root.mkdir(parents=True, exist_ok=True)
+    plain_git(
+        root,
+        "-c",
+        "protocol.file.allow=always",
+        "clone",
+        "-q",
+        "--no-checkout",
+        "--filter=blob:none",
+        f"file://{source}",
+        "proj",
+    )
+    repo = root / "proj"
+    plain_git(repo, "read-tree", "HEAD")  # index from the tree; no blob is fetched
+    return repo
+
+
+async def test_promisor_fetch_never_runs_ssh_command(
+    ctx, settings: McpSettings, tmp_path: Path, marker: Path, touch: str
+) -> None:
+    repo = partial_clone(settings, tmp_path)
+    set_config(repo, "remote.origin.url", "ssh://example.invalid/x.git")
+    set_config(repo, "core.sshCommand", f"{touch}; false")
+    control(repo, marker, "diff")  # the missing blob makes plain git run the ssh command
+    with pytest.raises(ToolError) as info:
+        await run(ctx, "git_diff", repo="proj")
+    assert "not allowed" in info.value.message
+    status = await run(ctx, "git_status", repo="proj")
+    assert status["changes"] == [{"status": " D", "path": "a.txt"}]
+    log = await run(ctx, "git_log", repo="proj")
+    assert [c["subject"] for c in log["commits"]] == ["first"]
     assert not ran(marker)
 
 
