@@ -15,8 +15,11 @@ can make git start a program; docs/mcp.md "Git" lists each vector and how it is 
   nothing) and every driver found is overridden with an empty command;
 - external diff and textconv: ``--no-ext-diff --no-textconv`` (git diff; nothing else
   produces patches);
-- a configuration with ``include``/``includeIf`` is refused: an included file may live
-  in the worktree and change between the listing and the command;
+- refused (``git_config_refused``): ``include``/``includeIf``, a symlinked
+  ``.git/config``, a ``.git/commondir`` (configuration that may live in the worktree and
+  change between the listing and the command), a configuration too large to list whole,
+  a filter driver name that is not UTF-8; ``git_add`` of a submodule
+  (``git_submodule_refused``: git would run inside it under its own configuration);
 - pathspecs are literal (no ``:(magic)``).
 """
 
