@@ -161,10 +161,10 @@ class RequestLimitsMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.strip().isdigit():
-            if int(length) > self.limits.max_body_bytes:
-                await self._refuse(send, self._too_large())
-                return
+        too_long = length is not None and length.strip().isdigit()
+        if too_long and int(length or 0) > self.limits.max_body_bytes:
+            await self._refuse(send, self._too_large())
+            return
 
         limits = self.limits
         scanner = JsonDepthScanner() if _is_json(headers.get(b"content-type")) else None

@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from services.core.logging import configure_logging
 from services.core.settings import CoreSettings
@@ -35,7 +36,7 @@ def serve_from_env(
 
 
 def uvicorn_config(
-    app: FastAPI,
+    app: ASGIApp,
     *,
     host: str,
     port: int,

@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from starlette.requests import Request
 
 from tests.support.raw_asgi import call, endless
-
 from tests.unit.gateway.conftest import MakeGateway
 
 TARGETS = {"mcp_url": "http://mcp.test", "rag_url": "http://rag.test"}
@@ -48,7 +47,8 @@ async def test_no_valid_key_is_401_before_a_byte_of_the_body_is_read(
     assert result.receives == 0
     assert result.json()["error"]["code"] == "invalid_api_key"
     assert result.headers["connection"] == "close"  # the unread body is not drained
-    assert bodies == [] and gateway.router.sent == []
+    assert bodies == []
+    assert gateway.router.sent == []
 
 
 async def test_a_chunked_body_without_a_key_is_401_unread(make_gateway: MakeGateway) -> None:
