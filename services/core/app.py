@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.core.health import Check, health_endpoint, ready_endpoint
-from services.core.limits import RequestLimits, RequestLimitsMiddleware
+from services.core.limits import LimitMetrics, RequestLimits, RequestLimitsMiddleware
 from services.core.metrics import HttpMetrics, metrics_endpoint, new_registry
 from services.core.middleware import RequestContextMiddleware
 
@@ -49,7 +49,12 @@ def build_service_app(
     app.add_route("/metrics", metrics_endpoint(registry), methods=["GET"], include_in_schema=False)
     # Added first, so it runs inside RequestContextMiddleware: refusals get a request id,
     # a metric and an access log line like any other answer.
-    app.add_middleware(RequestLimitsMiddleware, limits=limits or RequestLimits())
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        limits=limits or RequestLimits(),
+        service=service,
+        metrics=LimitMetrics(registry, service),
+    )
     app.add_middleware(
         RequestContextMiddleware, service=service, router=app.router, metrics=HttpMetrics(registry)
     )

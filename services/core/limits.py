@@ -21,6 +21,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.errors import error_body
@@ -88,14 +89,30 @@ def json_depth(data: bytes) -> int:
     return scanner.feed(data)
 
 
+REFUSAL_REASONS = ("body_too_large", "json_too_deep", "body_timeout")
+
+
+class LimitMetrics:
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.refused = Counter(
+            "http_requests_refused_total",
+            "Requests refused before the application read them (413, 400 or 408), by limit.",
+            ["service", "reason"],
+            registry=registry,
+        )
+        for reason in REFUSAL_REASONS:  # zero series, so that rate() sees the first one
+            self.refused.labels(service, reason)
+
+
 class _Refused(Exception):
     """Raised into the application from ``receive`` when the body breaks a limit."""
 
-    def __init__(self, status: int, message: str, code: str) -> None:
+    def __init__(self, status: int, message: str, code: str, reason: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.reason = reason
 
 
 def _is_json(content_type: bytes | None) -> bool:
@@ -108,9 +125,18 @@ def _mib(size: int) -> str:
 
 
 class RequestLimitsMiddleware:
-    def __init__(self, app: ASGIApp, *, limits: RequestLimits) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: RequestLimits,
+        service: str = "",
+        metrics: LimitMetrics | None = None,
+    ) -> None:
         self.app = app
         self.limits = limits
+        self.service = service
+        self.metrics = metrics
 
     def _too_large(self) -> _Refused:
         limit = self.limits.max_body_bytes
@@ -120,6 +146,7 @@ class RequestLimitsMiddleware:
             "AI_SUITE_MAX_BODY_BYTES): send less per request (split documents or files "
             "into several requests) or raise the limit on the service",
             "request_too_large",
+            "body_too_large",
         )
 
     def _too_deep(self) -> _Refused:
@@ -128,6 +155,7 @@ class RequestLimitsMiddleware:
             400,
             f"JSON body is nested deeper than {limit} levels (AI_SUITE_MAX_JSON_DEPTH): "
             "flatten the structure",
+            "json_too_deep",
             "json_too_deep",
         )
 
@@ -138,9 +166,12 @@ class RequestLimitsMiddleware:
             f"the request body stalled for more than {timeout:g} s "
             "(AI_SUITE_BODY_READ_TIMEOUT): send the body without pauses",
             "request_timeout",
+            "body_timeout",
         )
 
     async def _refuse(self, send: Send, refused: _Refused) -> None:
+        if self.metrics is not None:
+            self.metrics.refused.labels(self.service, refused.reason).inc()
         body = json.dumps(error_body(refused.status, refused.message, code=refused.code)).encode()
         await send(
             {

@@ -96,6 +96,8 @@ async def test_the_refusal_has_a_request_id_and_is_counted_like_any_answer() -> 
     assert response.status_code == 413
     assert response.headers["x-request-id"]
     assert 'route="/raw",service="svc",status="413"' in metrics
+    assert 'http_requests_refused_total{reason="body_too_large",service="svc"} 1.0' in metrics
+    assert 'http_requests_refused_total{reason="json_too_deep",service="svc"} 0.0' in metrics
 
 
 async def test_json_deeper_than_the_limit_is_a_400_before_parsing() -> None:
