@@ -70,6 +70,7 @@ class CoreSettings(BaseSettings):
     )
     max_header_bytes: int = env_field("AI_SUITE_MAX_HEADER_BYTES", default=65_536, ge=1024)
     keep_alive_timeout: int = env_field("AI_SUITE_KEEP_ALIVE_TIMEOUT", default=5, ge=1)
+    header_read_timeout: float = env_field("AI_SUITE_HEADER_READ_TIMEOUT", default=30.0, gt=0)
 
     @field_validator("data_dir")
     @classmethod

@@ -150,3 +150,16 @@ def test_headers_over_the_limit_are_refused() -> None:
             big = read_response(sock)
     assert small.status_code == 200
     assert big.startswith(b"HTTP/1.1 400 "), big[:200]
+
+
+def test_a_connection_trickling_its_headers_is_closed() -> None:
+    # uvicorn has no header read timeout; services/core/server.py adds one.
+    app, _ = service_reading_bodies(MiB)
+    with serve_in_thread(app, header_timeout=0.2) as base, connect(base) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: svc\r\n")  # and never the end
+        closed = read_response(sock)  # returns when the server closes; 30 s guard
+    # Requests that do finish their headers, on one kept-alive connection, are served.
+    with serve_in_thread(app, header_timeout=5) as base, httpx.Client(base_url=base) as client:
+        statuses = [client.get("/health").status_code for _ in range(3)]
+    assert closed == b""
+    assert statuses == [200, 200, 200]

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from services.core.app import build_service_app
 from services.core.errors import install_error_handlers
 from services.core.limits import JsonDepthScanner, RequestLimits, json_depth
-from services.core.server import uvicorn_config
+from services.core.server import HeaderTimeoutH11Protocol, uvicorn_config
 from services.core.settings import CoreSettings
 from tests.support.raw_asgi import call, endless
 
@@ -232,11 +232,13 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         "AI_SUITE_BODY_READ_TIMEOUT",
         "AI_SUITE_MAX_HEADER_BYTES",
         "AI_SUITE_KEEP_ALIVE_TIMEOUT",
+        "AI_SUITE_HEADER_READ_TIMEOUT",
     ):
         monkeypatch.delenv(name, raising=False)
     defaults = CoreSettings()
     assert defaults.request_limits == RequestLimits(16 * 1024 * 1024, 64, 30.0)
     assert (defaults.max_header_bytes, defaults.keep_alive_timeout) == (65_536, 5)
+    assert defaults.header_read_timeout == 30.0
     monkeypatch.setenv("AI_SUITE_MAX_BODY_BYTES", "2048")
     monkeypatch.setenv("AI_SUITE_MAX_JSON_DEPTH", "10")
     monkeypatch.setenv("AI_SUITE_BODY_READ_TIMEOUT", "2.5")
@@ -250,6 +252,7 @@ def test_uvicorn_limits_headers_and_keep_alive() -> None:
     config = uvicorn_config(
         FastAPI(), host="127.0.0.1", port=0, max_header_bytes=4096, keep_alive_timeout=3
     )
-    assert config.http == "h11"
+    assert issubclass(config.http, HeaderTimeoutH11Protocol)
+    assert config.http.header_timeout == 30.0
     assert config.h11_max_incomplete_event_size == 4096
     assert config.timeout_keep_alive == 3
