@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.core.health import Check, health_endpoint, ready_endpoint
+from services.core.limits import LimitMetrics, RequestLimits, RequestLimitsMiddleware
 from services.core.metrics import HttpMetrics, metrics_endpoint, new_registry
 from services.core.middleware import RequestContextMiddleware
 
@@ -31,8 +32,10 @@ def build_service_app(
     version: str = "0.1.0",
     registry: CollectorRegistry | None = None,
     lifespan: Lifespan | None = None,
+    limits: RequestLimits | None = None,
 ) -> ServiceParts:
-    """A FastAPI app with request ids, JSON access logs, metrics and probes.
+    """A FastAPI app with request ids, JSON access logs, metrics, probes and request limits
+    (body size, JSON depth, body read timeout; the defaults unless ``limits`` is given).
 
     Readiness checks are appended to ``parts.checks`` by the service.
     """
@@ -44,6 +47,14 @@ def build_service_app(
         "/ready", ready_endpoint(service, checks), methods=["GET"], include_in_schema=False
     )
     app.add_route("/metrics", metrics_endpoint(registry), methods=["GET"], include_in_schema=False)
+    # Added first, so it runs inside RequestContextMiddleware: refusals get a request id,
+    # a metric and an access log line like any other answer.
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        limits=limits or RequestLimits(),
+        service=service,
+        metrics=LimitMetrics(registry, service),
+    )
     app.add_middleware(
         RequestContextMiddleware, service=service, router=app.router, metrics=HttpMetrics(registry)
     )

@@ -12,6 +12,13 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.limits import (
+    DEFAULT_BODY_READ_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_JSON_DEPTH,
+    RequestLimits,
+)
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -54,6 +61,17 @@ class CoreSettings(BaseSettings):
     prometheus_port: int = env_field("PROMETHEUS_PORT", default=9090)
     alertmanager_port: int = env_field("ALERTMANAGER_PORT", default=9093)
 
+    # Limits before work (docs/security.md). A service may override a default by
+    # redeclaring the field in its settings class.
+    max_body_bytes: int = env_field("AI_SUITE_MAX_BODY_BYTES", default=DEFAULT_MAX_BODY_BYTES, ge=1)
+    max_json_depth: int = env_field("AI_SUITE_MAX_JSON_DEPTH", default=DEFAULT_MAX_JSON_DEPTH, ge=1)
+    body_read_timeout: float = env_field(
+        "AI_SUITE_BODY_READ_TIMEOUT", default=DEFAULT_BODY_READ_TIMEOUT, gt=0
+    )
+    max_header_bytes: int = env_field("AI_SUITE_MAX_HEADER_BYTES", default=65_536, ge=1024)
+    keep_alive_timeout: int = env_field("AI_SUITE_KEEP_ALIVE_TIMEOUT", default=5, ge=1)
+    header_read_timeout: float = env_field("AI_SUITE_HEADER_READ_TIMEOUT", default=30.0, gt=0)
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
@@ -76,6 +94,14 @@ class CoreSettings(BaseSettings):
                 f"AI_SUITE_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}"
             )
         return level
+
+    @property
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_body_bytes=self.max_body_bytes,
+            max_json_depth=self.max_json_depth,
+            body_read_timeout=self.body_read_timeout,
+        )
 
     @property
     def security_db_path(self) -> Path:

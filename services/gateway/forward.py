@@ -2,8 +2,13 @@
 
 One URL and one key serve everything: ``/v1/tools`` and ``/v1/approvals`` go to
 the MCP server, ``/v1/rag/...`` to the RAG service. The caller's Authorization
-and request id travel with the request; the target service authenticates and
-authorises it against the same security database.
+and request id travel with the request; the target service authorises it against the
+same security database.
+
+The gateway authenticates the key itself first (401 from the same AccessControl as its
+other routes) before a byte of the body is read, then streams the body to the target
+instead of buffering it; the body's size and depth are limited by the core middleware
+(services/core/limits.py) as it streams through.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.core.auth import authenticate
 from services.core.errors import ApiError
 
 # Request headers worth passing on; hop-by-hop and host headers are not.
@@ -47,6 +53,12 @@ def _forwarder(
     client: httpx.AsyncClient, prefix: str, target: Target
 ) -> Callable[[Request], Awaitable[Response]]:
     async def forward(request: Request) -> Response:
+        try:
+            await authenticate(request)
+        except ApiError as exc:
+            if _has_body(request):  # unread: close rather than let the server drain it
+                exc.headers = {**(exc.headers or {}), "Connection": "close"}
+            raise
         rest = request.url.path[len(prefix) :]
         url = f"{target.base_url}{target.upstream_prefix}{rest}"
         headers = {
@@ -59,7 +71,7 @@ def _forwarder(
                 request.method,
                 url,
                 params=request.query_params.multi_items(),
-                content=await request.body(),
+                content=request.stream() if _has_body(request) else None,
                 headers=headers,
             )
         except httpx.TransportError as exc:
@@ -80,3 +92,10 @@ def _forwarder(
         )
 
     return forward
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "transfer-encoding" in request.headers

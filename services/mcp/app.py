@@ -63,7 +63,13 @@ def create_app(
             if owns_db:
                 database.close()
 
-    parts, security = secure_service_app(SERVICE, database, registry=registry, lifespan=lifespan)
+    parts, security = secure_service_app(
+        SERVICE,
+        database,
+        registry=registry,
+        lifespan=lifespan,
+        limits=settings.request_limits,
+    )
     app = parts.app
     approvals = ApprovalStore(
         database,

@@ -143,7 +143,13 @@ def create_app(
         if owns_db:
             database.close()
 
-    parts, _ = secure_service_app(SERVICE, database, registry=registry, lifespan=lifespan)
+    parts, _ = secure_service_app(
+        SERVICE,
+        database,
+        registry=registry,
+        lifespan=lifespan,
+        limits=settings.request_limits,
+    )
     app = parts.app
     metrics = RagMetrics(parts.registry, embeddings.backend)
     vectors.on_error = lambda operation: metrics.vector_errors.labels(operation).inc()

@@ -12,6 +12,7 @@ from services.core.app import Lifespan, ServiceParts, build_service_app
 from services.core.auth import AuthMetrics
 from services.core.errors import install_error_handlers
 from services.core.health import Check
+from services.core.limits import RequestLimits
 from services.security.audit import AuditLog
 from services.security.db import Database
 from services.security.migrations import migrate
@@ -31,10 +32,11 @@ def secure_service_app(
     *,
     registry: CollectorRegistry | None = None,
     lifespan: Lifespan | None = None,
+    limits: RequestLimits | None = None,
 ) -> tuple[ServiceParts, Security]:
     """The common start of every service's ``create_app``: the core app, OpenAI-shaped
     errors, the migrated security database on ``app.state`` and its readiness check."""
-    parts = build_service_app(service, registry=registry, lifespan=lifespan)
+    parts = build_service_app(service, registry=registry, lifespan=lifespan, limits=limits)
     install_error_handlers(parts.app)
     security = open_security(database, parts.registry)
     parts.checks.append(install_security(parts.app, security, parts.registry))

@@ -241,20 +241,31 @@ def test_forwarding_to_other_services_keeps_auth_and_request_id(start_gateway, k
 
     with serve_in_thread(target) as mcp_url:
         base = start_gateway(mcp_url=mcp_url, rag_url=mcp_url)
+        key = keys.create("alice", "developer")
         response = httpx.post(
             f"{base}/v1/tools/read_file/call?q=1",
-            headers={"Authorization": "Bearer ais_whatever", "X-Request-ID": "fw-1"},
+            headers={"Authorization": f"Bearer {key}", "X-Request-ID": "fw-1"},
+            json={"arguments": {"path": "a.txt"}},
+        )
+        # The gateway checks the key itself before it reads or forwards the body.
+        refused = httpx.post(
+            f"{base}/v1/tools/read_file/call",
+            headers={"Authorization": "Bearer ais_whatever"},
             json={"arguments": {"path": "a.txt"}},
         )
     assert response.status_code == 200
     assert response.json() == {"tool": "read_file", "body": {"arguments": {"path": "a.txt"}}}
-    assert seen == [{"auth": "Bearer ais_whatever", "rid": "fw-1", "q": "1"}]
+    assert seen == [{"auth": f"Bearer {key}", "rid": "fw-1", "q": "1"}]
+    assert refused.status_code == 401
     assert response.headers["X-Request-ID"] == "fw-1"
 
 
-def test_forwarding_to_a_service_that_is_down_is_503(start_gateway, dead_upstream) -> None:
+def test_forwarding_to_a_service_that_is_down_is_503(start_gateway, dead_upstream, keys) -> None:
     base = start_gateway(rag_url=dead_upstream.removesuffix("/v1"))
-    response = httpx.post(f"{base}/v1/rag/query", json={"query": "x"})
+    key = keys.create("bob", "viewer")
+    response = httpx.post(
+        f"{base}/v1/rag/query", json={"query": "x"}, headers={"Authorization": f"Bearer {key}"}
+    )
     assert response.status_code == 503
     assert "RAG service is not reachable" in response.json()["error"]["message"]
 

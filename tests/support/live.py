@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+from services.core.server import uvicorn_config
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -19,11 +21,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, port: int | None = None) -> Iterator[str]:
-    """Yield the base URL of ``app`` served by uvicorn until the block ends."""
+def serve_in_thread(
+    app: ASGIApp,
+    *,
+    port: int | None = None,
+    max_header_bytes: int = 65_536,
+    header_timeout: float = 30.0,
+) -> Iterator[str]:
+    """Yield the base URL of ``app`` served by uvicorn until the block ends, with the
+    uvicorn settings the services run with (services/core/server.py)."""
     port = port or free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    config = uvicorn_config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        max_header_bytes=max_header_bytes,
+        header_timeout=header_timeout,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
