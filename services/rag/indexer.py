@@ -164,14 +164,21 @@ class Indexer:
         self._chunk_size = chunk_size
         self._chunk_overlap = chunk_overlap
 
-    async def ensure_collection(self, name: str) -> bool:
+    async def ensure_collection(self, name: str, owner: int | None = None) -> bool:
         dimension = await self._embedder.dimension()
         return await run_in_threadpool(
-            self._store.create, name, embedder=self._embedder.identity, dimension=dimension
+            self._store.create,
+            name,
+            embedder=self._embedder.identity,
+            dimension=dimension,
+            owner=owner,
         )
 
-    async def index(self, collection: str, documents: list[Document]) -> list[IndexResult]:
-        await self.ensure_collection(collection)
+    async def index(
+        self, collection: str, documents: list[Document], owner: int | None = None
+    ) -> list[IndexResult]:
+        """Index ``documents``; a collection created on the way belongs to ``owner``."""
+        await self.ensure_collection(collection, owner)
         results = []
         for document in documents:
             chunks = chunk_text(document.text, size=self._chunk_size, overlap=self._chunk_overlap)
