@@ -21,6 +21,7 @@ from services.cli.alerts import alerts
 from services.cli.approvals import approvals
 from services.cli.mcp import mcp
 from services.cli.platform import monitoring_installed, monitoring_services, platform_services
+from services.core.files import private_dir
 from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
 from services.core.supervisor import ServiceFailed, Supervisor
@@ -228,8 +229,8 @@ def _bootstrap_admin(settings: CoreSettings) -> None:
 def up(timeout: float) -> None:
     """Start every service, wait until each is ready, and stop them all on Ctrl-C or SIGTERM."""
     settings = _settings()
-    run_dir = settings.data_dir / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)  # 0700: key hashes, audit log, logs (docs/security.md)
+    run_dir = private_dir(settings.data_dir / "run")
     lock = FileLock(str(run_dir / "up.lock"))
     try:
         lock.acquire(timeout=0)

@@ -66,7 +66,9 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "logger": record.name,
             "message": redact(record.getMessage()),
-            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+            "request_id": _redact_value(
+                getattr(record, "request_id", None) or request_id_var.get()
+            ),
         }
         context = {"user": user_var.get(), "route": route_var.get()}
         for name in _CONTEXT_FIELDS:

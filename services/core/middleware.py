@@ -15,13 +15,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.core.context import (
     REQUEST_ID_HEADER,
     accept_request_id,
+    new_request_id,
     request_id_var,
     route_var,
     user_var,
 )
+from services.core.logging import redact
 from services.core.metrics import EXCLUDED_PATHS, UNMATCHED_ROUTE, HttpMetrics
 
 _HEADER = REQUEST_ID_HEADER.lower().encode()
+
+
+def request_id_of(raw: bytes | None) -> str:
+    """The caller's ``X-Request-ID`` when well-formed and not a credential, else a new id.
+
+    A caller's id is logged, echoed and forwarded upstream; one shaped like a key
+    (``ais_...``, ``sk-...``) must be none of these, so it is replaced like a malformed one.
+    """
+    request_id = accept_request_id(raw.decode("latin-1") if raw else None)
+    return request_id if redact(request_id) == request_id else new_request_id()
 
 
 def route_template(router: Router, scope: Scope) -> str:
@@ -47,7 +59,7 @@ class RequestContextMiddleware:
             return
 
         raw = dict(scope.get("headers") or []).get(_HEADER)
-        request_id = accept_request_id(raw.decode("latin-1") if raw else None)
+        request_id = request_id_of(raw)
         route = route_template(self.router, scope)
         tokens = (request_id_var.set(request_id), route_var.set(route), user_var.set(None))
         scope.setdefault("state", {})["request_id"] = request_id

@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from services.core.files import PRIVATE_UMASK, open_private_append, private_dir
+
 _PR_SET_PDEATHSIG = 1
 # Loaded here, not in the forked child: dlopen() after fork() can deadlock when
 # another thread held the loader lock at fork time.
@@ -32,6 +34,9 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 
 def _die_with_parent(parent_pid: int) -> None:  # pragma: no cover - runs in the child
+    # The services write the security database, indexes and caches into the data
+    # directory: whatever they create is for our user only (files 0600, dirs 0700).
+    os.umask(PRIVATE_UMASK)
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
         if os.getppid() != parent_pid:
@@ -112,10 +117,10 @@ class Supervisor:
                 f" another port ({spec.name.upper()}_PORT)",
                 [],
             )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         log_path = self.log_dir / f"{spec.name}.log"
         env = {**os.environ, **spec.env}
-        with log_path.open("ab") as log_file:
+        with os.fdopen(open_private_append(log_path), "ab") as log_file:
             process = subprocess.Popen(  # noqa: S603 - argv built by us, never a shell
                 list(spec.argv),
                 stdin=subprocess.DEVNULL,

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -29,6 +30,18 @@ from services.security.rbac import Principal
 log = logging.getLogger("ai_suite.gateway.proxy")
 
 PASSTHROUGH_LABEL = "<passthrough>"  # unknown names must not become metric labels
+
+
+def header_value(text: str) -> str:
+    """``text`` as a valid HTTP header value: visible ASCII as is, the rest %-encoded (UTF-8).
+
+    Model names are free text (``"한국어-모델"``, spaces, control characters); a response
+    header must be Latin-1 and without control characters or edge spaces, or the server
+    fails the whole response with a 500. ``%`` is encoded too, so the value decodes
+    unambiguously with ``urllib.parse.unquote``.
+    """
+    return "".join(c if "!" <= c <= "~" and c != "%" else quote(c, safe="") for c in text)
+
 
 NOT_CONFIGURED = (
     "no inference backend is configured: set INFERENCE_URL to an OpenAI-compatible base URL "
@@ -168,7 +181,10 @@ class InferenceProxy:
                 "the gateway",
                 code="upstream_auth_failed",
             )
-        headers = {"X-Backend": upstream.backend, "X-Model": resolved.alias}
+        headers = {
+            "X-Backend": header_value(upstream.backend),
+            "X-Model": header_value(resolved.alias),
+        }
         content_type = response.headers.get("content-type", "application/json")
         if stream and response.status_code == 200:
             await audit(

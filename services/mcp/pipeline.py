@@ -1,8 +1,8 @@
 """The one path every tool call takes, over REST and over MCP alike.
 
-authenticate (done by the caller) → authorise the role → validate arguments →
-rate limit → approval (create a request, or consume an approved one) → execute
-with a timeout → audit → metrics. Each call writes exactly one audit row,
+authenticate (done by the caller) → authorise the role → validate arguments (schema,
+then size limits) → rate limit → approval (create a request, or consume an approved
+one) → execute with a timeout → audit → metrics. Each call writes exactly one audit row,
 whatever its outcome; if that row cannot be written the call fails.
 
 The rate limit is checked before the approval step so that a refused call
@@ -181,6 +181,13 @@ class ToolPipeline:
             message, param = _validation_message(exc)
             await call.refuse("invalid", CallError(400, "invalid_arguments", message, param=param))
         call.summary = spec.summarize(args)
+        if spec.precheck is not None:
+            # Size limits before the rate limit and the approval: an admin must never be
+            # asked to approve a call that cannot run.
+            try:
+                spec.precheck(self.settings, args)
+            except ToolError as exc:
+                await call.refuse("invalid", CallError(exc.status, exc.code, exc.message))
         retry_after = self.limiter.acquire(principal.user_id)
         if retry_after is not None:
             await call.refuse(

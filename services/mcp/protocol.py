@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
@@ -209,8 +211,29 @@ def _reason_label(message: str) -> str:
     return "invalid"
 
 
+def session_owner(principal: Principal) -> AuthenticatedUser:
+    """The identity the SDK binds a session to: the user, not the key.
+
+    The SDK's session manager records ``scope["user"]`` of the request that opened a
+    session and answers any later request whose user differs exactly as if the session
+    did not exist (404 "Session not found"): no other user can use, read or DELETE it,
+    nor learn that it exists. The same user with another of its keys keeps the session.
+    """
+    token = AccessToken(
+        token="",  # the key itself is never handed to the SDK
+        client_id="local-ai-suite",
+        scopes=[],
+        subject=f"user:{principal.user_id}",
+    )
+    return AuthenticatedUser(token)
+
+
 class BearerGuard:
-    """401 for any ``/mcp`` request without a valid API key, before the SDK runs."""
+    """401 for any ``/mcp`` request without a valid API key, before the SDK runs.
+
+    It also tells the SDK who the caller is (:func:`session_owner`), so an MCP session
+    belongs to the user who opened it.
+    """
 
     def __init__(self, app: ASGIApp, access: AccessControl, metrics: AuthMetrics) -> None:
         self.app = app
@@ -234,5 +257,6 @@ class BearerGuard:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["user"] = principal.user
+        scope["user"] = session_owner(principal)
         user_var.set(principal.user)
         await self.app(scope, receive, send)

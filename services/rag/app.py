@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from services.core.auth import audit, requires
+from services.core.auth import audit, authorize, requires
 from services.core.errors import ApiError
 from services.core.health import Check
 from services.core.http import make_async_client
@@ -81,6 +81,22 @@ def _store_unavailable(exc: StoreError) -> ApiError:
 
 def _embedding_unavailable(exc: EmbeddingError) -> ApiError:
     return ApiError(503, f"embedding failed: {exc}", code="embedding_unavailable")
+
+
+async def _may_delete_others(
+    request: Request, principal: Principal, name: str, owner: int | None
+) -> None:
+    """Only the creator deletes a collection, or a role with ``rag:manage`` (admin)."""
+    try:
+        await authorize(request, principal, "rag:manage")
+    except ApiError as exc:
+        whose = "another user" if owner is not None else "an unknown user (before owners were kept)"
+        raise ApiError(
+            403,
+            f"collection {name!r} was created by {whose}: only its creator or an admin"
+            " (permission 'rag:manage') may delete it; ask its creator or an admin",
+            code="not_collection_owner",
+        ) from exc
 
 
 def _hit_json(hit: Hit) -> dict[str, Any]:
@@ -176,7 +192,9 @@ def create_app(
         request: Request, principal: Principal, name: str, documents: list[Document]
     ) -> dict[str, Any]:
         try:
-            results: list[IndexResult] = await indexer.index(name, documents)
+            results: list[IndexResult] = await indexer.index(
+                name, documents, owner=principal.user_id
+            )
         except StoreError as exc:
             raise _store_unavailable(exc) from exc
         except EmbeddingError as exc:
@@ -233,7 +251,7 @@ def create_app(
     ) -> dict[str, Any]:
         name = _collection(body.name)
         try:
-            created = await indexer.ensure_collection(name)
+            created = await indexer.ensure_collection(name, owner=principal.user_id)
         except StoreError as exc:
             raise _store_unavailable(exc) from exc
         except (EmbedderMismatch, CollectionExists):
@@ -246,6 +264,14 @@ def create_app(
     @app.delete("/collections/{name}")
     async def delete_collection(name: str, request: Request, principal: Writer) -> dict[str, Any]:
         _collection(name)
+        try:
+            state = await run_in_threadpool(vectors.state, name)
+        except CollectionNotFound:
+            raise _not_found(name) from None
+        except StoreError as exc:
+            raise _store_unavailable(exc) from exc
+        if state.owner != principal.user_id:
+            await _may_delete_others(request, principal, name, state.owner)
         try:
             dropped = await run_in_threadpool(vectors.drop, name)
         except StoreError as exc:

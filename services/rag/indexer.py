@@ -3,11 +3,16 @@
 A document is chunked, embedded and handed to the store, which replaces exactly
 that document's previous chunks. Files are taken only from ``RAG_DOCUMENTS_DIR``:
 every path, including the targets of symbolic links found while walking a
-directory, must resolve inside it.
+directory, must resolve inside it. Each file is then opened with ``O_NOFOLLOW`` and what
+was opened (``/proc/self/fd``) must still be a regular file inside it, so a file or
+directory swapped for a symbolic link after the check is refused (409/403), not read.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,15 +131,63 @@ def resolve_files(root: Path, requested: list[str], max_documents: int) -> list[
     return list(files)
 
 
+def _changed(relative: str, what: str) -> ApiError:
+    return ApiError(
+        409,
+        f"{relative} {what} while it was being indexed; check the documents directory "
+        "and send the request again",
+        code="file_changed",
+        param="paths",
+    )
+
+
+def _read_inside(root: Path, path: Path, relative: str, max_bytes: int) -> bytes:
+    """The bytes of ``path``, opened without following a final symlink and checked to be
+    a regular file inside ``root`` *as opened*: a file swapped for a symlink (or a
+    directory swapped for one) between listing and reading is refused, never read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise _changed(relative, "was removed") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the name is now a symbolic link
+            raise _changed(relative, "was replaced by a symbolic link") from None
+        raise ApiError(
+            403,
+            f"{relative} cannot be read ({exc.strerror}); check its permissions",
+            code="file_unreadable",
+            param="paths",
+        ) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _changed(relative, "is no longer a regular file")
+        # What was opened, wherever the name led (a parent swapped for a link included).
+        opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if not _inside(root, opened):
+            raise ApiError(
+                403,
+                f"{relative} now leads outside the documents directory (RAG_DOCUMENTS_DIR);"
+                " remove the link",
+                code="path_outside_root",
+                param="paths",
+            )
+        if info.st_size > max_bytes:
+            raise _too_large(relative, info.st_size, max_bytes)
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew after fstat
+        raise _too_large(relative, len(data), max_bytes)
+    return data
+
+
 def read_documents(root: Path, paths: list[Path], max_bytes: int) -> list[Document]:
     documents = []
     for path in paths:
         relative = path.relative_to(root).as_posix()
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise _too_large(relative, size, max_bytes)
+        data = _read_inside(root, path, relative, max_bytes)
         try:
-            text = path.read_text(encoding="utf-8")
+            # Universal newlines, as Path.read_text gave before: CRLF and CR become LF.
+            text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
         except UnicodeDecodeError as exc:
             raise ApiError(
                 422,
@@ -164,14 +217,21 @@ class Indexer:
         self._chunk_size = chunk_size
         self._chunk_overlap = chunk_overlap
 
-    async def ensure_collection(self, name: str) -> bool:
+    async def ensure_collection(self, name: str, owner: int | None = None) -> bool:
         dimension = await self._embedder.dimension()
         return await run_in_threadpool(
-            self._store.create, name, embedder=self._embedder.identity, dimension=dimension
+            self._store.create,
+            name,
+            embedder=self._embedder.identity,
+            dimension=dimension,
+            owner=owner,
         )
 
-    async def index(self, collection: str, documents: list[Document]) -> list[IndexResult]:
-        await self.ensure_collection(collection)
+    async def index(
+        self, collection: str, documents: list[Document], owner: int | None = None
+    ) -> list[IndexResult]:
+        """Index ``documents``; a collection created on the way belongs to ``owner``."""
+        await self.ensure_collection(collection, owner)
         results = []
         for document in documents:
             chunks = chunk_text(document.text, size=self._chunk_size, overlap=self._chunk_overlap)

@@ -78,6 +78,8 @@ class CollectionState:
     version: int
     embedder: str
     dimension: int
+    # The user id that created it; None for collections made before owners were recorded.
+    owner: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,17 @@ class VectorStore:
             version=int(meta.get("rag_version", 0)),
             embedder=str(meta.get("rag_embedder", "")),
             dimension=int(meta.get("rag_dimension", 0)),
+            owner=_owner(meta.get("rag_owner_id")),
         )
 
     def version(self, name: str) -> int:
         return self.state(name).version
 
-    def create(self, name: str, *, embedder: str, dimension: int) -> bool:
-        """Create the collection; False when it already exists (with a compatible model)."""
+    def create(self, name: str, *, embedder: str, dimension: int, owner: int | None = None) -> bool:
+        """Create the collection; False when it already exists (with a compatible model).
+
+        ``owner`` (a user id) is recorded for ownership checks (deleting the collection).
+        """
         with self._call("collection", write=True):
             if self._client.collection_exists(PREFIX + name):
                 self.check_embedder(name, embedder=embedder, dimension=dimension)
@@ -217,7 +223,12 @@ class VectorStore:
             self._client.create_collection(
                 PREFIX + name,
                 vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
-                metadata={"rag_version": 0, "rag_embedder": embedder, "rag_dimension": dimension},
+                metadata={
+                    "rag_version": 0,
+                    "rag_embedder": embedder,
+                    "rag_dimension": dimension,
+                    "rag_owner_id": owner,
+                },
             )
             if not self.local:
                 # Server only: local mode ignores payload indexes (and warns about them).
@@ -379,3 +390,7 @@ class VectorStore:
                 )
             )
         return hits
+
+
+def _owner(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

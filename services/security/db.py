@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from services.core.files import PRIVATE_FILE_MODE, private_dir, private_file, tighten
+
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -63,7 +65,13 @@ class Database:
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Key hashes, the audit log and approvals: only our user may read them. SQLite
+        # creates -wal and -shm with the database file's mode, so 0600 carries over;
+        # files left wider by an older version are tightened here.
+        private_dir(self.path.parent)
+        private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            tighten(Path(f"{self.path}{suffix}"), PRIVATE_FILE_MODE)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()

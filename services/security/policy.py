@@ -67,6 +67,7 @@ ACTIONS: tuple[Permission, ...] = (
     Permission("embeddings:create", Sensitivity.LOW, "Create embeddings."),
     Permission("rag:query", Sensitivity.LOW, "Query RAG collections."),
     Permission("rag:index", Sensitivity.MEDIUM, "Index and delete RAG documents."),
+    Permission("rag:manage", Sensitivity.HIGH, "Delete any RAG collection, whoever created it."),
     Permission("approvals:request", Sensitivity.LOW, "See and cancel one's own approvals."),
     Permission("approvals:decide", Sensitivity.CRITICAL, "Approve or reject any request."),
     Permission("keys:manage", Sensitivity.CRITICAL, "Create, list and revoke API keys."),
@@ -87,7 +88,7 @@ ROLE_APPROVAL_FROM: dict[str, Sensitivity | None] = {
 }
 # Actions whose sensitivity exceeds what the ceiling implies for everyday use;
 # granted by explicit list so that e.g. a developer cannot manage keys.
-ADMIN_ONLY_ACTIONS = frozenset({"approvals:decide", "keys:manage", "audit:read"})
+ADMIN_ONLY_ACTIONS = frozenset({"approvals:decide", "keys:manage", "audit:read", "rag:manage"})
 
 
 def all_permissions() -> list[Permission]:

@@ -6,6 +6,7 @@ import json
 import random
 import shutil
 import signal
+import stat
 import string
 import subprocess
 import time
@@ -76,7 +77,7 @@ def test_random_paths_add_no_metric_series(shared_platform: Platform) -> None:
         s
         for f in text_string_to_metric_families(after_text)
         for s in f.samples
-        if s.name.startswith("http_request")
+        if s.name.startswith("http_request") and "route" in s.labels
     ]
     assert series_count(after_text) == before
     assert {s.labels.get("route") for s in after} <= {
@@ -169,3 +170,15 @@ def test_logs_are_json_lines_without_secrets(shared_platform: Platform) -> None:
     assert access["user"] == "admin"
     assert "duration_ms" in access
     assert key not in log_file.read_text()
+
+
+def test_data_directory_database_and_logs_are_private(shared_platform: Platform) -> None:
+    """docs/security.md: the data directory 0700, security.db (+ -wal/-shm) and logs 0600."""
+    data = shared_platform.cwd / "data"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    private = [data / "security.db", *(data / "logs").glob("*.log")]
+    private += [p for p in (data / "security.db-wal", data / "security.db-shm") if p.exists()]
+    assert len(private) > 3
+    for path in private:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((data / "logs").stat().st_mode) == 0o700

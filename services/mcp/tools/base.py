@@ -62,6 +62,9 @@ class ToolContext:
 
 ToolFn = Callable[[ToolContext, Any], Awaitable[dict[str, Any]]]
 Summarizer = Callable[[Any], dict[str, Any]]
+# Limits that depend on the settings (sizes): raise ToolError. The pipeline runs it right
+# after schema validation, before the rate limit and before any approval is created.
+Precheck = Callable[[McpSettings, Any], None]
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class ToolSpec:
     args: type[ToolArgs]
     run: ToolFn
     summarize: Summarizer
+    precheck: Precheck | None = None
 
     @property
     def sensitivity(self) -> Sensitivity:

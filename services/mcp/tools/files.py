@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from services.mcp.sandbox import SandboxError
+from services.mcp.settings import McpSettings
 from services.mcp.tools.base import ToolArgs, ToolContext, ToolError, ToolSpec
 
 MAX_LIST_ENTRIES = 1000
@@ -92,15 +93,22 @@ async def read_file(ctx: ToolContext, args: ReadFileArgs) -> dict[str, Any]:
     return result
 
 
-async def write_file(ctx: ToolContext, args: WriteFileArgs) -> dict[str, Any]:
-    data = args.content.encode("utf-8", "surrogatepass")
-    if len(data) > ctx.settings.max_write_bytes:
+def check_write_size(settings: McpSettings, args: WriteFileArgs) -> None:
+    """The content limit, checked before an approval is asked for (and again at run time)."""
+    size = len(args.content.encode("utf-8", "surrogatepass"))
+    if size > settings.max_write_bytes:
         raise ToolError(
-            f"content is {len(data)} bytes; the limit is {ctx.settings.max_write_bytes}"
-            " (MCP_MAX_WRITE_BYTES)",
+            f"content is {size} bytes; the limit is {settings.max_write_bytes} bytes"
+            " (MCP_MAX_WRITE_BYTES): write a smaller file, or raise MCP_MAX_WRITE_BYTES and"
+            " restart the MCP server",
             code="content_too_large",
             status=413,
         )
+
+
+async def write_file(ctx: ToolContext, args: WriteFileArgs) -> dict[str, Any]:
+    check_write_size(ctx.settings, args)
+    data = args.content.encode("utf-8", "surrogatepass")
     try:
         location = ctx.workspace.locate(args.path)
         if any(part.casefold() == ".git" for part in location.parts):
@@ -187,6 +195,7 @@ TOOLS = (
             "bytes": len(a.content.encode("utf-8", "surrogatepass")),
             "create_dirs": a.create_dirs,
         },
+        precheck=check_write_size,
     ),
     ToolSpec(
         "search_files",

@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -288,3 +289,38 @@ def test_die_with_parent_exits_if_the_supervisor_is_already_gone() -> None:
     # As when the supervisor dies between fork() and prctl(): the child's parent
     # is no longer the supervisor, no signal will ever come, so it must not run.
     assert _forked_exit_code(expected_parent=os.getppid()) == 1
+
+
+@pytest.mark.usefixtures("dead_proxy")
+def test_logs_are_0600_and_children_create_private_files(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    old = os.umask(0o022)  # the usual desktop umask
+    try:
+        (tmp_path / "logs").mkdir(mode=0o755)
+        (tmp_path / "logs" / "old.log").write_text("from an older version\n")
+        (tmp_path / "logs" / "old.log").chmod(0o644)
+        script = (
+            "import os, sys; open(sys.argv[2], 'w').close(); os.mkdir(sys.argv[3]); print('done')"
+        )
+        made, made_dir = tmp_path / "made-by-child", tmp_path / "dir-by-child"
+        for name in ("fresh", "old"):
+            running = supervisor.start(
+                ServiceSpec(
+                    name=name,
+                    argv=[sys.executable, "-c", script, "0", str(made), str(made_dir)],
+                    port=free_port(),
+                )
+            )
+            running.process.wait(timeout=10)
+            if name == "fresh":
+                assert running.log_tail() == ["done"]
+                made.unlink()
+                made_dir.rmdir()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "logs").stat().st_mode) == 0o700
+    for name in ("fresh.log", "old.log"):
+        assert stat.S_IMODE((tmp_path / "logs" / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    assert stat.S_IMODE(made_dir.stat().st_mode) == 0o700

@@ -168,7 +168,7 @@ def test_admin_grants(db: Database) -> None:
 
 @pytest.mark.parametrize("action", sorted(ADMIN_ONLY_ACTIONS))
 def test_admin_only_actions(db: Database, action: str) -> None:
-    assert action in {"keys:manage", "approvals:decide", "audit:read"}
+    assert action in {"keys:manage", "approvals:decide", "audit:read", "rag:manage"}
     holders = {role for role, perms in grants(db).items() if action in perms}
     assert holders == {Role.ADMIN}
 
