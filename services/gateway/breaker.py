@@ -11,6 +11,13 @@ State machine::
     OPEN --(reset_timeout elapsed, next allow_request)--> HALF_OPEN (one trial admitted)
     HALF_OPEN --(success)--> CLOSED
     HALF_OPEN --(failure)--> OPEN
+    any state --(neutral answer)--> unchanged (a HALF_OPEN trial slot is freed)
+
+Only upstream faults are failures; the caller decides what is one (see
+``services.gateway.upstream.classify_status`` and docs/gateway.md "Failure handling").
+An answer a client can provoke (400, 404, 413, 422, 429) is *neutral*: neither a failure,
+or five bad requests would switch a backend off for everyone, nor a success, or bad
+requests could keep a failing backend's breaker closed.
 
 The breaker lives on one asyncio loop, so it needs no lock; but requests interleave at
 every ``await``, so it must stay correct when results arrive in any order. Results of
@@ -103,6 +110,13 @@ class CircuitBreaker:
         self._failures = 0
         self._trial_started_at = None
         self._transition(BreakerState.CLOSED)
+
+    def record_neutral(self) -> None:
+        """The backend answered, but the answer says nothing about its health (a client
+        error, backpressure): the failure count stays as it is. A HALF_OPEN trial that
+        ends this way frees its slot, so the next request is the trial."""
+        if self._state is BreakerState.HALF_OPEN:
+            self._trial_started_at = None
 
     def record_failure(self) -> None:
         """The backend failed (connection error, timeout, 5xx)."""

@@ -185,6 +185,10 @@ class InferenceProxy:
             "X-Backend": header_value(upstream.backend),
             "X-Model": header_value(resolved.alias),
         }
+        retry_after = response.headers.get("retry-after")
+        if retry_after is not None:
+            # A 429 (or 503) is the upstream's backpressure: tell the client when to retry.
+            headers["Retry-After"] = header_value(retry_after)
         content_type = response.headers.get("content-type", "application/json")
         if stream and response.status_code == 200:
             await audit(

@@ -4,6 +4,8 @@ Per request: try each backend of the model in fallback order, skipping those
 whose circuit breaker is open; on each backend retry connection errors and
 502/503/504 a bounded number of times with exponential backoff (tenacity).
 Upstream 4xx answers are the caller's problem and are passed through as is.
+What counts against a backend's breaker is decided by :func:`classify_status` for
+answers; connection errors, timeouts and broken streams always count.
 Responses are always opened in streaming mode, so an SSE stream is relayed
 chunk by chunk and never buffered.
 """
@@ -16,6 +18,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -36,6 +39,46 @@ from services.gateway.registry import Backend, ModelRegistry
 log = logging.getLogger("ai_suite.gateway.upstream")
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+# The upstream refused the gateway's own key (INFERENCE_API_KEY / api_key_env): a
+# configuration fault that fails every caller alike; a client cannot provoke it.
+UPSTREAM_AUTH_STATUS = frozenset({401, 403})
+
+
+class Verdict(Enum):
+    """What an upstream answer means for the backend's circuit breaker."""
+
+    SUCCESS = "success"  # the backend served the request
+    FAULT = "fault"  # the backend (or the gateway's config for it) is broken
+    NEUTRAL = "neutral"  # says nothing about the backend's health
+
+
+def classify_status(status: int) -> Verdict:
+    """The breaker verdict for an upstream answer with ``status``.
+
+    * 5xx except 501 and 401/403 (the gateway's upstream key) are faults.
+    * Every other 4xx is neutral: 400/404/413/422 are caused by the client's own input
+      (a bad body, an unknown model name), 429 is backpressure, not a fault. A client
+      must neither be able to switch a backend off for everyone with bad requests nor
+      keep a failing backend's breaker closed with them, so they are no success either.
+    * 501 (Not Implemented) is neutral too: the server lacks that endpoint (embeddings
+      on a chat-only server), which is true for one route and says nothing of the others.
+    """
+    if status in UPSTREAM_AUTH_STATUS:
+        return Verdict.FAULT
+    if status == 501:
+        return Verdict.NEUTRAL
+    if status >= 500:
+        return Verdict.FAULT
+    if status >= 400:
+        return Verdict.NEUTRAL
+    return Verdict.SUCCESS
+
+
+def fault_reason(status: int) -> str:
+    """The bounded llm_upstream_errors_total reason of a counted, non-retried answer."""
+    return "upstream_auth" if status in UPSTREAM_AUTH_STATUS else "status_5xx"
+
+
 # usage field -> llm_tokens_total "kind" label
 TOKEN_KINDS = {"prompt_tokens": "prompt", "completion_tokens": "completion"}
 
@@ -207,7 +250,17 @@ class UpstreamPool:
                 self.metrics.upstream_errors.labels(backend.name, "http_error").inc()
                 failures[backend.name] = f"{type(exc).__name__}: {exc}"
                 continue
-            breaker.record_success()
+            verdict = classify_status(response.status_code)
+            if verdict is Verdict.FAULT:
+                # Passed on to the client as is (a 500 is not retried: generation is not
+                # idempotent and the same request would likely fail the same way).
+                breaker.record_failure()
+                reason = fault_reason(response.status_code)
+                self.metrics.upstream_errors.labels(backend.name, reason).inc()
+            elif verdict is Verdict.NEUTRAL:
+                breaker.record_neutral()
+            else:
+                breaker.record_success()
             return UpstreamResponse(backend.name, response, started)
         self.metrics.requests.labels(model_label, "none", "503").inc()
         raise NoBackendAvailable(model_label, failures)
@@ -252,7 +305,11 @@ class UpstreamPool:
             usage.feed(b"\n")
             self.record_usage(model_label, upstream.backend, usage.last)
         except httpx.HTTPError as exc:
+            # Only the upstream side raises httpx errors here. A client that goes away
+            # mid-stream closes this generator (GeneratorExit at the yield) or cancels
+            # its task (CancelledError): neither is an upstream fault nor counted.
             self.metrics.upstream_errors.labels(upstream.backend, "stream_broken").inc()
+            self.breakers[upstream.backend].record_failure()
             log.warning("stream from backend %s broke: %s", upstream.backend, exc)
             raise
         finally:

@@ -199,3 +199,35 @@ def test_real_clock_default() -> None:
     assert breaker.state is BreakerState.OPEN
     assert breaker.allow_request()
     assert breaker.state is BreakerState.HALF_OPEN
+
+
+def test_a_neutral_answer_neither_counts_nor_resets_the_count(breaker: CircuitBreaker) -> None:
+    breaker.record_failure()
+    breaker.record_failure()
+    breaker.record_neutral()  # e.g. the upstream's 400 to a client's bad request
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.consecutive_failures == 2
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_a_neutral_trial_frees_the_slot_without_closing(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    trip(breaker)
+    clock.advance(10)
+    assert breaker.allow_request()
+    assert not breaker.allow_request()  # one trial at a time
+    breaker.record_neutral()
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allow_request()  # the next request is the trial
+
+
+def test_a_neutral_answer_while_open_changes_nothing(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    trip(breaker)
+    clock.advance(4)
+    breaker.record_neutral()
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.retry_after() == pytest.approx(6.0)
