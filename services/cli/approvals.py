@@ -1,4 +1,4 @@
-"""``ai-suite approvals``: list, approve and reject tool approval requests.
+"""``ai-suite approvals``: list, show, approve and reject tool approval requests.
 
 Uses only the gateway's HTTP API (``/v1/approvals``) with an API key, never the
 database: every decision goes through the same checks (admin role, no
@@ -8,6 +8,11 @@ wrote SQL directly and skipped all of that.
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import shutil
+import sys
 from typing import Any
 
 import click
@@ -39,6 +44,83 @@ def _error_message(response: httpx.Response) -> str:
         return str(body["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return response.text[:300] or f"HTTP {response.status_code}"
+
+
+def command_line(item: dict[str, Any]) -> str:
+    """One line for a request's arguments: a shell-quoted command for ``run_command``."""
+    arguments = item.get("args_summary") or {}
+    argv = arguments.get("argv")
+    if isinstance(argv, list) and all(isinstance(arg, str) for arg in argv):
+        return _visible(shlex.join(argv))
+    return ", ".join(f"{k}={_scalar(v)}" for k, v in sorted(arguments.items()))
+
+
+def _scalar(value: Any) -> str:
+    return _visible(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _visible(text: str) -> str:
+    """Control characters escaped: an argument cannot fake a line or move the cursor."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _terminal_columns() -> int | None:
+    """The terminal's width: $COLUMNS, else the terminal's; None when not writing to one."""
+    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters (at least 20), ending in "…" when cut."""
+    width = max(width, 20)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def details_lines(item: dict[str, Any]) -> list[str]:
+    """Every field of one approval request, readable (``ai-suite approvals show``)."""
+    lines = [
+        f"id:          {item['id']}",
+        f"tool:        {item['tool']}",
+        f"status:      {item['status']}",
+        f"requested by {item['user']} at {item['created_at']}",
+        f"expires:     {item['expires_at']}",
+    ]
+    if item.get("decided_by") or item.get("decided_at"):
+        lines.append(f"decided by  {item.get('decided_by')} at {item.get('decided_at')}")
+    if item.get("reason"):
+        lines.append(f"reason:      {_visible(item['reason'])}")
+    if item.get("executed_at"):
+        lines.append(f"executed:    {item['executed_at']}")
+    if item.get("args_hash"):
+        lines.append(f"args sha256: {item['args_hash']}  (the call must match exactly)")
+    arguments = dict(item.get("args_summary") or {})
+    argv = arguments.pop("argv", None)
+    if isinstance(argv, list):
+        lines.append(f"command:     {_visible(shlex.join(str(arg) for arg in argv))}")
+        lines.append(f"argv ({len(argv)}):")
+        lines += [
+            f"  [{index}] {_visible(shlex.quote(str(arg)))}" for index, arg in enumerate(argv)
+        ]
+    preview = arguments.pop("preview", None)
+    cut = arguments.pop("preview_truncated", False)
+    for key, value in sorted(arguments.items()):
+        if isinstance(value, list):
+            lines.append(f"{key} ({len(value)}):")
+            lines += [f"  {_scalar(entry)}" for entry in value]
+        elif isinstance(value, str) and "\n" in value:
+            lines.append(f"{key}:")
+            lines += [f"  | {_visible(line)}" for line in value.splitlines()]
+        else:
+            lines.append(f"{key}: {_scalar(value)}")
+    if preview is not None:
+        size = arguments.get("bytes")
+        note = f" (TRUNCATED: the first characters of {size} bytes)" if cut else " (complete)"
+        lines.append(f"preview{note}:")
+        lines += [f"  | {_visible(line)}" for line in str(preview).splitlines() or [""]]
+        if cut:
+            lines.append("  | … [truncated]")
+    return lines
 
 
 class Api:
@@ -114,6 +196,7 @@ def list_approvals(status: str, show_all: bool, key: str | None, gateway_url: st
     if not items:
         click.echo(f"no {'' if show_all else status + ' '}approval requests", err=True)
         return
+    header = ["ID", "USER", "TOOL", "STATUS", "CREATED", "EXPIRES", "ARGUMENTS"]
     rows = [
         [
             item["id"],
@@ -122,11 +205,28 @@ def list_approvals(status: str, show_all: bool, key: str | None, gateway_url: st
             item["status"],
             item["created_at"][:19],
             item["expires_at"][:19],
-            ", ".join(f"{k}={v}" for k, v in sorted(item["args_summary"].items()))[:60],
         ]
         for item in items
     ]
-    click.echo(_table(rows, ["ID", "USER", "TOOL", "STATUS", "CREATED", "EXPIRES", "ARGUMENTS"]))
+    # The arguments column takes what is left of the terminal (all of it when the output
+    # goes to a pipe or file); `ai-suite approvals show ID` prints everything.
+    columns = _terminal_columns()
+    used = sum(max(len(str(x)) for x in col) + 2 for col in zip(header, *rows, strict=False))
+    for row, item in zip(rows, items, strict=True):
+        line = command_line(item)
+        row.append(line if columns is None else _fit(line, columns - used))
+    click.echo(_table(rows, header))
+
+
+@approvals.command("show")
+@click.argument("approval_id")
+@key_option
+@url_option
+def show(approval_id: str, key: str | None, gateway_url: str | None) -> None:
+    """Every argument of one request, exactly as it will run (secrets redacted)."""
+    api = Api(_gateway_url(gateway_url), key)
+    item = api.request("GET", f"/approvals/{approval_id}")
+    click.echo("\n".join(details_lines(item)))
 
 
 @approvals.command("approve")

@@ -72,8 +72,9 @@ class Approval:
     executed_at: str | None
 
     def as_dict(self) -> dict[str, Any]:
+        # args_summary: every argument as the approver sees it (secrets redacted);
+        # args_hash: the SHA-256 of the real arguments, the only call this approval runs.
         data = asdict(self)
-        data.pop("args_hash")
         data.pop("user_id")
         return data
 
@@ -392,6 +393,7 @@ class ApprovalStore:
                     "requester": approval.user,
                     "reason": approval.reason,
                     "arguments": approval.args_summary,
+                    "args_hash": approval.args_hash,
                 },
             )
         )

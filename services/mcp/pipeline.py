@@ -181,6 +181,8 @@ class ToolPipeline:
             message, param = _validation_message(exc)
             await call.refuse("invalid", CallError(400, "invalid_arguments", message, param=param))
         call.summary = spec.summarize(args)
+        # What an approver sees: every argument the call runs with (secrets redacted).
+        call.details = spec.describe(args) if spec.describe else call.summary
         if spec.precheck is not None:
             # Size limits before the rate limit and the approval: an admin must never be
             # asked to approve a call that cannot run.
@@ -219,6 +221,7 @@ class _Call:
         self.label = label
         self.started = started
         self.summary: dict[str, Any] = {}
+        self.details: dict[str, Any] = {}
         self.approval_id: str | None = None
 
     def _elapsed_ms(self) -> float:
@@ -253,7 +256,7 @@ class _Call:
     async def request_approval(self, name: str, digest: str) -> CallResult:
         try:
             approval = await asyncio.to_thread(
-                self.p.approvals.create, self.principal, name, digest, self.summary
+                self.p.approvals.create, self.principal, name, digest, self.details
             )
         except AuditWriteError as exc:
             raise audit_unavailable(exc) from exc

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from services.core.logging import redact
 from services.mcp.sandbox import SandboxError, Workspace
 from services.mcp.settings import McpSettings
 from services.security.policy import TOOL_SENSITIVITY, Sensitivity
@@ -75,6 +76,9 @@ class ToolSpec:
     run: ToolFn
     summarize: Summarizer
     precheck: Precheck | None = None
+    # What an approver is shown (stored with the approval request and in its audit rows);
+    # ``summarize`` when not set. Secrets in it go through ``shown()``.
+    describe: Summarizer | None = None
 
     @property
     def sensitivity(self) -> Sensitivity:
@@ -83,6 +87,21 @@ class ToolSpec:
 
     def input_schema(self) -> dict[str, Any]:
         return copy.deepcopy(_schema_of(self.args))
+
+
+def shown(value: Any) -> Any:
+    """``value`` with every string passed through the one redaction function.
+
+    For what approvers and the audit log see; the approval stays bound to the real
+    arguments through the SHA-256 of their canonical JSON (``args_hash``).
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [shown(item) for item in value]
+    if isinstance(value, dict):
+        return {key: shown(item) for key, item in value.items()}
+    return value
 
 
 @functools.cache

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from services.mcp.process import CLEAN_PATH, clean_env, run_process
 from services.mcp.sandbox import SandboxError
-from services.mcp.tools.base import ToolArgs, ToolContext, ToolError, ToolSpec
+from services.mcp.tools.base import ToolArgs, ToolContext, ToolError, ToolSpec, shown
 
 MAX_ARGS = 256
 MAX_ARG_CHARS = 8192
@@ -107,6 +107,7 @@ TOOLS = (
         "Needs approval.",
         RunCommandArgs,
         run_command,
-        lambda a: {"program": os.path.basename(a.argv[0]), "argc": len(a.argv), "cwd": a.cwd},
+        # Every argument (secrets redacted): what the approver approves is what runs.
+        lambda a: {"argv": shown(a.argv), "cwd": shown(a.cwd), "timeout": a.timeout},
     ),
 )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 from typing import Any
 
 from pydantic import Field
 
 from services.mcp.sandbox import SandboxError
 from services.mcp.settings import McpSettings
-from services.mcp.tools.base import ToolArgs, ToolContext, ToolError, ToolSpec
+from services.mcp.tools.base import ToolArgs, ToolContext, ToolError, ToolSpec, shown
 
 MAX_LIST_ENTRIES = 1000
 MAX_LINE_CHARS = 300
@@ -170,6 +171,31 @@ async def search_files(ctx: ToolContext, args: SearchFilesArgs) -> dict[str, Any
         raise ToolError.from_sandbox(exc) from None
 
 
+PREVIEW_CHARS = 200
+
+
+def _write_summary(args: WriteFileArgs) -> dict[str, Any]:
+    """Path, size and SHA-256 of the content (the tool's audit rows; no content)."""
+    data = args.content.encode("utf-8", "surrogatepass")
+    return {
+        "path": shown(args.path),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "create_dirs": args.create_dirs,
+    }
+
+
+def _write_description(args: WriteFileArgs) -> dict[str, Any]:
+    """The summary plus the first PREVIEW_CHARS characters, for the approver."""
+    # Redact a little more than is shown, so a credential cut at the edge is still caught.
+    preview = shown(args.content[: PREVIEW_CHARS + 100])[:PREVIEW_CHARS]
+    return {
+        **_write_summary(args),
+        "preview": preview,
+        "preview_truncated": len(args.content) > PREVIEW_CHARS,
+    }
+
+
 TOOLS = (
     ToolSpec(
         "list_files",
@@ -190,12 +216,9 @@ TOOLS = (
         "Create or replace a file in the workspace with the given text. Needs approval.",
         WriteFileArgs,
         write_file,
-        lambda a: {
-            "path": a.path,
-            "bytes": len(a.content.encode("utf-8", "surrogatepass")),
-            "create_dirs": a.create_dirs,
-        },
+        _write_summary,
         precheck=check_write_size,
+        describe=_write_description,
     ),
     ToolSpec(
         "search_files",

@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 
 from services.mcp.process import CLEAN_PATH, ProcessResult, run_process
 from services.mcp.sandbox import SandboxError, parse_parts
-from services.mcp.tools.base import ToolArgs, ToolContext, ToolError, ToolSpec
+from services.mcp.tools.base import ToolArgs, ToolContext, ToolError, ToolSpec, shown
 
 # Command-line configuration: it overrides the repository's (and included) files.
 SAFE_CONFIG = (
@@ -397,13 +397,13 @@ TOOLS = (
         "Stage files for the next commit. Needs approval.",
         GitAddArgs,
         git_add,
-        lambda a: {"repo": a.repo, "paths": a.paths[:20]},
+        lambda a: {"repo": shown(a.repo), "paths": shown(a.paths)},
     ),
     ToolSpec(
         "git_commit",
         "Commit the staged changes with a message. Needs approval.",
         GitCommitArgs,
         git_commit,
-        lambda a: {"repo": a.repo, "message": a.message[:80]},
+        lambda a: {"repo": shown(a.repo), "message": shown(a.message)},
     ),
 )

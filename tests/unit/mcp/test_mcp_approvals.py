@@ -182,4 +182,6 @@ def test_listing_filters(setup) -> None:
     assert len(store.list(status="pending")) == 2
     assert store.list(status="approved") == []
     assert first.as_dict()["args_summary"] == {"path": "a"}
-    assert "args_hash" not in first.as_dict()
+    # The approver sees the hash the call is bound to (redacted values stay distinguishable).
+    assert first.as_dict()["args_hash"] == "h"
+    assert "user_id" not in first.as_dict()
