@@ -116,39 +116,43 @@ def rag_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield _service(url, root / "data")
 
 
-def steer(case: schemathesis.Case, field: str, value: str | None) -> schemathesis.Case:
-    """Replace the generated ``field`` (a path parameter, or a key of a JSON object body)
-    with ``value``, a name the service knows, so that cases get past the 404 for an
-    unknown model, tool or collection; ``None`` keeps the generated one."""
-    if value is None:
-        return case
-    if case.path_parameters and field in case.path_parameters:
-        case.path_parameters[field] = value
-    elif isinstance(case.body, dict) and field in case.body:
-        case.body[field] = value
+def steer(case: schemathesis.Case, values: dict[str, str | None]) -> schemathesis.Case:
+    """Replace generated fields (path parameters, or keys of a JSON object body) with
+    values the service knows, so that cases get past the 404 for an unknown model, tool,
+    approval or collection; a ``None`` value keeps the generated one."""
+    for field, value in values.items():
+        if value is None:
+            continue
+        if case.path_parameters and field in case.path_parameters:
+            case.path_parameters[field] = value
+        elif isinstance(case.body, dict) and field in case.body:
+            case.body[field] = value
     return case
 
 
-def run_schema(
-    service: Service,
-    *,
-    field: str,
-    known: list[str],
-    prepare: Callable[[], None] = lambda: None,
-) -> list[str]:
+Known = dict[str, list[str]]
+
+
+def run_schema(service: Service, prepare: Callable[[], Known]) -> list[str]:
     """Run every operation of ``service``'s schema, positive and negative cases, about half
-    of them steered to a ``known`` value of ``field``; return the labels it ran. A failed
-    check raises at once with schemathesis' report (the operation, the case, a curl line).
+    of each field steered to a known value (``prepare()``, called before each operation,
+    sets the service up and names them); return the labels it ran. A failed check raises
+    at once with schemathesis' report (the operation, the case, a curl line).
     """
     ran = []
     for result in service.schema.get_all_operations():
         operation = result.ok()
         cases = st.one_of(operation.as_strategy(mode) for mode in GenerationMode)
-        choices = st.one_of(st.none(), st.sampled_from(known))
-        prepare()
+        known = prepare()
+        choices = st.fixed_dictionaries(
+            {
+                field: st.one_of(st.none(), st.sampled_from(values))
+                for field, values in known.items()
+            }
+        )
 
         @BOUNDED
-        @given(case=st.builds(lambda c, v: steer(c, field, v), cases, choices))
+        @given(case=st.builds(steer, cases, choices))
         def check(case: schemathesis.Case) -> None:
             case.call_and_validate(headers=service.headers, checks=CHECKS, timeout=30)
 
@@ -158,17 +162,29 @@ def run_schema(
 
 
 def test_gateway_conforms_to_its_openapi(gateway_service: Service) -> None:
-    ran = run_schema(gateway_service, field="model", known=["chat", "code", "auto"])
+    ran = run_schema(gateway_service, lambda: {"model": ["chat", "code", "auto"]})
     assert "POST /v1/chat/completions" in ran
 
 
 def test_mcp_conforms_to_its_openapi(mcp_service: Service) -> None:
-    ran = run_schema(mcp_service, field="name", known=list(build_tools()))
-    assert ran
+    def prepare() -> Known:
+        """A new pending approval before each operation (approve, reject and cancel use
+        them up): a write_file call, which needs one even for an admin."""
+        pending = httpx.post(
+            f"{mcp_service.url}/tools/write_file/call",
+            json={"arguments": {"path": "new.txt", "content": "x"}},
+            headers=mcp_service.headers,
+            timeout=30,
+        )
+        assert pending.status_code == 202, pending.text
+        return {"name": list(build_tools()), "approval_id": [pending.json()["approval_id"]]}
+
+    ran = run_schema(mcp_service, prepare)
+    assert "POST /tools/{name}/call" in ran
 
 
 def test_rag_conforms_to_its_openapi(rag_service: Service) -> None:
-    def prepare() -> None:
+    def prepare() -> Known:
         """The collection again before each operation (DELETE /collections/{name} may have
         removed it), with one document in it."""
         httpx.post(
@@ -184,6 +200,7 @@ def test_rag_conforms_to_its_openapi(rag_service: Service) -> None:
             timeout=30,
         )
         assert indexed.status_code == 200, indexed.text
+        return {"name": [COLLECTION], "document_id": ["doc-1"]}
 
-    ran = run_schema(rag_service, field="name", known=[COLLECTION], prepare=prepare)
+    ran = run_schema(rag_service, prepare)
     assert "POST /query" in ran
