@@ -107,7 +107,63 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# The OpenAPI schema of every error body above (components/schemas/ApiError).
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "ApiError",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "code", "param"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "code": {"type": ["string", "null"]},
+                "param": {"type": ["string", "null"]},
+            },
+            "additionalProperties": True,
+        }
+    },
+    "additionalProperties": False,
+}
+_ERROR_REF = {"$ref": "#/components/schemas/ApiError"}
+_FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
+
+
+def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make an OpenAPI document describe the errors the handlers above send: FastAPI
+    declares every 422 as its own ``{"detail": [...]}`` (HTTPValidationError), which no
+    service answers; each operation gets the ApiError shape for 422 and as its
+    ``default`` response (401, 403, 404, 409, 413, 429, 503, ...)."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            error = {
+                "description": "Error",
+                "content": {"application/json": {"schema": _ERROR_REF}},
+            }
+            if "422" in responses:
+                responses["422"] = {**error, "description": "Validation Error"}
+            responses.setdefault("default", error)
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name in _FASTAPI_VALIDATION:
+        schemas.pop(name, None)
+    schemas["ApiError"] = ERROR_SCHEMA
+    return spec
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    fastapi_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(fastapi_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

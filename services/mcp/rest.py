@@ -25,6 +25,28 @@ MAX_REASON_CHARS = 2000
 T = TypeVar("T")
 
 
+def _json_body(properties: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI for a body the route reads itself (``_json_object``): optional, a JSON
+    object with only these keys."""
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
+
+
+CALL_BODY = _json_body(
+    {
+        "arguments": {
+            "type": ["object", "null"],
+            "description": "The tool's arguments (its input_schema in GET /tools).",
+        },
+        "approval_id": {
+            "type": ["string", "null"],
+            "description": "An approved approval for this exact call.",
+        },
+    }
+)
+REASON_BODY = _json_body({"reason": {"type": ["string", "null"], "maxLength": MAX_REASON_CHARS}})
+
+
 def api_error(error: CallError) -> ApiError:
     return ApiError(
         error.status,
@@ -99,7 +121,7 @@ def tools_router(pipeline: ToolPipeline) -> APIRouter:
             ]
         }
 
-    @router.post("/tools/{name}/call")
+    @router.post("/tools/{name}/call", openapi_extra=CALL_BODY)
     async def call_tool(name: str, request: Request, principal: Caller) -> JSONResponse:
         body = await _json_object(request)
         unknown = set(body) - {"arguments", "approval_id"}
@@ -177,7 +199,7 @@ def approvals_router(store: ApprovalStore, *, allow_self_approval: bool) -> APIR
         approval = await asyncio.to_thread(store.get, approval_id)
         return visible(request, principal, approval).as_dict()
 
-    @router.post("/approvals/{approval_id}/approve")
+    @router.post("/approvals/{approval_id}/approve", openapi_extra=REASON_BODY)
     async def approve(approval_id: str, request: Request, principal: Decider) -> Any:
         reason = _reason(await _json_object(request), required=False)
         approval = await _store_call(
@@ -185,7 +207,7 @@ def approvals_router(store: ApprovalStore, *, allow_self_approval: bool) -> APIR
         )
         return approval.as_dict()
 
-    @router.post("/approvals/{approval_id}/reject")
+    @router.post("/approvals/{approval_id}/reject", openapi_extra=REASON_BODY)
     async def reject(approval_id: str, request: Request, principal: Decider) -> Any:
         reason = _reason(await _json_object(request), required=True)
         approval = await _store_call(store.reject, approval_id, principal, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import httpx
+import jsonschema
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -200,3 +201,34 @@ async def test_errors_are_counted_with_their_status(client: httpx.AsyncClient) -
     text = (await client.get("/metrics")).text
     assert 'route="/conflict",service="svc",status="409"' in text
     assert 'route="<unmatched>",service="svc",status="404"' in text
+
+
+async def test_openapi_declares_the_error_shape_the_handlers_send(
+    client: httpx.AsyncClient,
+) -> None:
+    """FastAPI declares a 422 as ``{"detail": [...]}``; ours is the OpenAI shape, and every
+    operation's ``default`` response says so (schemathesis validates error bodies by it)."""
+    spec = (await client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert "ValidationError" not in schemas
+    ref = {"$ref": "#/components/schemas/ApiError"}
+    create = spec["paths"]["/things"]["post"]["responses"]
+    assert create["422"]["content"]["application/json"]["schema"] == ref
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            assert operation["responses"]["default"]["content"]["application/json"]["schema"] == ref
+    validator = jsonschema.Draft202012Validator(schemas["ApiError"])
+    answers = [
+        await client.post("/things", json={"name": 1}),
+        await client.get("/conflict"),
+        await client.get("/teapot"),
+        await client.get("/http-exception"),
+        await client.get("/no-such-route"),
+        await client.delete("/things"),
+    ]
+    for answer in answers:
+        assert answer.status_code >= 400
+        validator.validate(answer.json())
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({"detail": [{"loc": ["body"], "msg": "x", "type": "y"}]})

@@ -320,3 +320,28 @@ def test_a_tool_errors_extra_fields_reach_the_http_body() -> None:
         "param": None,
         "partial_output": partial,
     }
+
+
+async def test_openapi_declares_the_bodies_the_routes_read(env) -> None:
+    """The call and decision routes read their JSON bodies themselves; the OpenAPI document
+    still declares them (optional objects with only the keys they accept), so clients and
+    schemathesis know what to send."""
+    spec = (await env.client.get("/openapi.json")).json()
+
+    def body(path: str) -> dict:
+        request = spec["paths"][path]["post"]["requestBody"]
+        assert request["required"] is False
+        schema = request["content"]["application/json"]["schema"]
+        assert schema["additionalProperties"] is False
+        return schema["properties"]
+
+    assert set(body("/tools/{name}/call")) == {"arguments", "approval_id"}
+    assert set(body("/approvals/{approval_id}/approve")) == {"reason"}
+    assert set(body("/approvals/{approval_id}/reject")) == {"reason"}
+    assert "requestBody" not in spec["paths"]["/approvals/{approval_id}/cancel"]["post"]
+    headers = env.headers("ada", "admin")
+    unknown = await env.client.post(
+        "/tools/list_files/call", json={"argument": {}}, headers=headers
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["code"] == "invalid_body"
