@@ -55,19 +55,18 @@ class Verdict(Enum):
 def classify_status(status: int) -> Verdict:
     """The breaker verdict for an upstream answer with ``status``.
 
-    * 5xx except 501 and 401/403 (the gateway's upstream key) are faults.
-    * Every other 4xx is neutral: 400/404/413/422 are caused by the client's own input
-      (a bad body, an unknown model name), 429 is backpressure, not a fault. A client
-      must neither be able to switch a backend off for everyone with bad requests nor
-      keep a failing backend's breaker closed with them, so they are no success either.
-    * 501 (Not Implemented) is neutral too: the server lacks that endpoint (embeddings
-      on a chat-only server), which is true for one route and says nothing of the others.
+    * 502/503/504 (the server or a proxy in front of it is down or overloaded; retried
+      first) and 401/403 (the gateway's own upstream key, wrong for everyone) are faults.
+    * Every other 4xx and 5xx is neutral. 400/404/413/422 are caused by the client's own
+      input (a bad body, an unknown model name); 429 is backpressure; a 500 is an answer
+      the server chose to give, and local servers give it for bad input too
+      (llama-cpp-python does), so a client could provoke it at will; 501 means one
+      endpoint is missing (embeddings on a chat-only server). A client must neither be
+      able to switch a backend off for everyone with such requests nor keep a failing
+      backend's breaker closed with them, so they are no success either. A server that
+      has crashed is a connection error, which counts.
     """
-    if status in UPSTREAM_AUTH_STATUS:
-        return Verdict.FAULT
-    if status == 501:
-        return Verdict.NEUTRAL
-    if status >= 500:
+    if status in UPSTREAM_AUTH_STATUS or status in RETRYABLE_STATUS:
         return Verdict.FAULT
     if status >= 400:
         return Verdict.NEUTRAL
@@ -76,7 +75,8 @@ def classify_status(status: int) -> Verdict:
 
 def fault_reason(status: int) -> str:
     """The bounded llm_upstream_errors_total reason of a counted, non-retried answer."""
-    return "upstream_auth" if status in UPSTREAM_AUTH_STATUS else "status_5xx"
+    # Only 401/403 and 502/503/504 are faults (classify_status): a bounded set.
+    return "upstream_auth" if status in UPSTREAM_AUTH_STATUS else f"status_{status}"
 
 
 # usage field -> llm_tokens_total "kind" label
@@ -101,7 +101,7 @@ class LlmMetrics:
         )
         self.upstream_errors = Counter(
             "llm_upstream_errors_total",
-            "Failed attempts against a backend, by reason (connect, timeout, status_5xx, ...).",
+            "Failed attempts against a backend, by reason (connect, timeout, status_503, ...).",
             ["backend", "reason"],
             registry=registry,
         )
@@ -252,8 +252,7 @@ class UpstreamPool:
                 continue
             verdict = classify_status(response.status_code)
             if verdict is Verdict.FAULT:
-                # Passed on to the client as is (a 500 is not retried: generation is not
-                # idempotent and the same request would likely fail the same way).
+                # Passed on to the client as is.
                 breaker.record_failure()
                 reason = fault_reason(response.status_code)
                 self.metrics.upstream_errors.labels(backend.name, reason).inc()

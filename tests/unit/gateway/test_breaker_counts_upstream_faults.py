@@ -181,7 +181,7 @@ async def _fault_gateway(make_gateway: MakeGateway, fault: str) -> Gateway:
     return gw
 
 
-@pytest.mark.parametrize("fault", ["500", "502", "503", "connect"])
+@pytest.mark.parametrize("fault", ["502", "503", "connect"])
 async def test_threshold_minus_one_faults_keep_the_breaker_closed(
     make_gateway: MakeGateway, fault: str
 ):
@@ -194,7 +194,7 @@ async def test_threshold_minus_one_faults_keep_the_breaker_closed(
     assert len(gw.router.sent) == sent + 1
 
 
-@pytest.mark.parametrize("fault", ["500", "502", "503", "connect"])
+@pytest.mark.parametrize("fault", ["502", "503", "connect"])
 async def test_threshold_faults_open_the_breaker(make_gateway: MakeGateway, fault: str):
     gw = await _fault_gateway(make_gateway, fault)
     for _ in range(THRESHOLD):
@@ -208,11 +208,14 @@ async def test_threshold_faults_open_the_breaker(make_gateway: MakeGateway, faul
     assert len(gw.router.sent) == sent
 
 
-async def test_500_is_passed_through_and_counted_as_status_5xx(make_gateway: MakeGateway):
+async def test_500s_are_passed_through_and_never_open_the_breaker(make_gateway: MakeGateway):
+    # Local servers answer bad input with 500 too (llama-cpp-python does): a client must
+    # not be able to switch the backend off for everyone with them.
     gw = await _fault_gateway(make_gateway, "500")
-    assert (await gw.chat()).status_code == 500
-    assert await gw.sample("llm_upstream_errors_total", reason="status_5xx") == 1
-    assert breaker(gw).consecutive_failures == 1
+    for _ in range(THRESHOLD + 2):
+        assert (await gw.chat()).status_code == 500
+    assert await gw.sample("llm_upstream_errors_total") == 0  # no reason at all
+    assert breaker(gw).consecutive_failures == 0
 
 
 async def test_a_wrong_upstream_key_counts_as_a_fault(make_gateway: MakeGateway):
@@ -312,8 +315,8 @@ async def test_an_upstream_breaking_mid_stream_is_counted(make_gateway: MakeGate
 
 # --- the rule, over random sequences of upstream outcomes --------------------------------
 
-FAULTS = ["500", "502", "503", "504", "401", "403", "connect", "timeout"]
-NEUTRALS = ["400", "404", "413", "422", "429", "501"]
+FAULTS = ["502", "503", "504", "401", "403", "connect", "timeout"]
+NEUTRALS = ["400", "404", "413", "422", "429", "500", "501"]
 OUTCOMES = [*FAULTS, *NEUTRALS, "200"]
 
 
