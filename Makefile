@@ -83,8 +83,9 @@ system-deps: ## Install promtool, prometheus, amtool and alertmanager from Debia
 up: install ## Run the platform (gateway; more services as they land) until Ctrl-C
 	$(VENV)/bin/ai-suite up
 
-lint: install ## ruff, black --check and bandit
+lint: install ## ruff, black --check, bandit and import-linter (layers point one way)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/black --check --quiet .
 	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins --severity-level medium
 

@@ -21,8 +21,8 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.core.auth import authenticate
 from services.core.errors import ApiError
+from services.security.http_auth import authenticate
 
 # Request headers worth passing on; hop-by-hop and host headers are not.
 _FORWARDED_REQUEST_HEADERS = ("authorization", "content-type", "accept", "accept-language")

@@ -18,13 +18,13 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from services.core.auth import audit
 from services.core.errors import ApiError
 from services.gateway.discovery import ModelDiscovery
 from services.gateway.registry import AUTO_MODEL, ModelRegistry, ResolvedModel
 from services.gateway.selection import ModelKind
 from services.gateway.upstream import NoBackendAvailable, UpstreamPool, UpstreamResponse
 from services.security.audit import AuditEntry
+from services.security.http_auth import audit
 from services.security.rbac import Principal
 
 log = logging.getLogger("ai_suite.gateway.proxy")

@@ -32,12 +32,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.core.auth import AuthMetrics
 from services.core.context import request_id_var, user_var
 from services.core.errors import error_body
 from services.core.version import package_version
 from services.mcp.pipeline import CallError, ToolPipeline
 from services.mcp.tools.base import ToolSpec
+from services.security.http_auth import AuthMetrics
 from services.security.policy import Sensitivity
 from services.security.rbac import AccessControl, AuthError, Principal, parse_bearer
 
@@ -204,7 +204,7 @@ class McpProtocol:
 
 
 def _reason_label(message: str) -> str:
-    # The same bounded labels as services.core.auth uses for auth_failures_total.
+    # The same bounded labels as services.security.http_auth uses for auth_failures_total.
     for label in ("missing", "format", "revoked", "expired", "disabled"):
         if label in message:
             return label

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Query
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.core.auth import authenticate, requires
 from services.core.errors import ApiError
 from services.mcp.approvals import STATUSES, Approval, ApprovalRefused, ApprovalStore
 from services.mcp.pipeline import CallError, ToolPipeline, audit_unavailable
 from services.security.audit import AuditWriteError
+from services.security.http_auth import authenticate, requires
 from services.security.rbac import Principal
 
 Requester = Annotated[Principal, Depends(requires("approvals:request"))]

@@ -14,7 +14,6 @@ from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from services.core.auth import audit, authorize, requires
 from services.core.errors import ApiError
 from services.core.health import Check
 from services.core.http import make_async_client
@@ -46,6 +45,7 @@ from services.rag.store import (
 from services.security.audit import AuditEntry
 from services.security.bootstrap import secure_service_app
 from services.security.db import Database
+from services.security.http_auth import audit, authorize, requires
 from services.security.rbac import Principal
 
 SERVICE = "rag"

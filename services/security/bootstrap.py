@@ -9,12 +9,12 @@ from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
 from services.core.app import Lifespan, ServiceParts, build_service_app
-from services.core.auth import AuthMetrics
 from services.core.errors import install_error_handlers
 from services.core.health import Check
 from services.core.limits import RequestLimits
 from services.security.audit import AuditLog
 from services.security.db import Database
+from services.security.http_auth import AuthMetrics
 from services.security.migrations import migrate
 from services.security.rbac import AccessControl
 

@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.core.auth import requires
 from services.gateway.proxy import CHAT, InferenceProxy
 from services.gateway.selection import classify_prompt
+from services.security.http_auth import requires
 from services.security.rbac import Principal
 
 ChatUser = Annotated[Principal, Depends(requires(CHAT.permission))]

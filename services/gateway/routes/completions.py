@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.core.auth import requires
 from services.gateway.proxy import COMPLETIONS, InferenceProxy
 from services.gateway.selection import ModelKind, classify_prompt
+from services.security.http_auth import requires
 from services.security.rbac import Principal
 
 CompletionUser = Annotated[Principal, Depends(requires(COMPLETIONS.permission))]

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.core.auth import requires
 from services.gateway.proxy import EMBEDDINGS, InferenceProxy
+from services.security.http_auth import requires
 from services.security.rbac import Principal
 
 EmbeddingUser = Annotated[Principal, Depends(requires(EMBEDDINGS.permission))]

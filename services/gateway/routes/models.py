@@ -9,9 +9,9 @@ import httpx
 from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse
 
-from services.core.auth import requires
 from services.gateway.registry import AUTO_MODEL, ModelRegistry
 from services.gateway.upstream import UpstreamPool
+from services.security.http_auth import requires
 from services.security.rbac import Principal
 
 log = logging.getLogger("ai_suite.gateway")

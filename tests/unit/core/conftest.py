@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-
-from tests.support.keys import migrated_database
 
 
 def parse_samples(text: str, name: str) -> list[Sample]:
@@ -25,18 +21,6 @@ def parse_samples(text: str, name: str) -> list[Sample]:
 
 
 @pytest.fixture
-def client_for() -> Callable[..., httpx.AsyncClient]:
-    """An httpx client that calls an ASGI app in-process."""
-
-    def make(app: object, **kwargs: object) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t", **kwargs
-        )
-
-    return make
-
-
-@pytest.fixture
 def scrape() -> Callable[[httpx.AsyncClient, str], object]:
     """``await scrape(client, name)``: the samples of ``name`` from the client's /metrics."""
 
@@ -46,16 +30,3 @@ def scrape() -> Callable[[httpx.AsyncClient, str], object]:
         return parse_samples(response.text, name)
 
     return do
-
-
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("template") / "security.db")
-
-
-@pytest.fixture
-def security_db_path(tmp_path: Path, migrated_template: Path) -> Path:
-    """A copy of the migrated template in this test's tmp_path."""
-    path = tmp_path / "security.db"
-    shutil.copyfile(migrated_template, path)
-    return path

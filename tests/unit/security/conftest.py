@@ -27,6 +27,14 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def security_db_path(tmp_path: Path, migrated_template: Path) -> Path:
+    """A copy of the migrated template in this test's tmp_path."""
+    path = tmp_path / "security.db"
+    shutil.copyfile(migrated_template, path)
+    return path
+
+
+@pytest.fixture
 def db(db_path: Path, migrated_template: Path) -> Iterator[Database]:
     shutil.copyfile(migrated_template, db_path)
     database = Database(db_path)

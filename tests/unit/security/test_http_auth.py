@@ -15,11 +15,11 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.core.app import build_service_app
-from services.core.auth import requires
 from services.core.context import REQUEST_ID_HEADER, request_id_var, user_var
 from services.core.errors import install_error_handlers
 from services.security.bootstrap import Security, install_security, open_security
 from services.security.db import Database
+from services.security.http_auth import requires
 from services.security.keys import KeyStore, generate_key
 from services.security.rbac import Principal
 
