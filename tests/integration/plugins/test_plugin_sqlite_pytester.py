@@ -17,6 +17,8 @@ def test_fixtures_markers_and_seeds(lone_pytester: pytest.Pytester, sqlite_args:
     lone_pytester.makeini("""
         [pytest]
         addopts = --strict-markers
+        sqlite_reset_migrate = services.security.migrations:migrate
+        sqlite_reset_open = services.security.db:Database
         sqlite_reset_seeds =
             admin = seeds_inner:admin
         """)

@@ -8,9 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
-
-from pytest_plugins.sqlite_reset import (
+from ai_suite_pytest.sqlite_reset import (
     ResetError,
     ResetTimeout,
     SavepointBroken,
@@ -23,7 +21,9 @@ from pytest_plugins.sqlite_reset import (
     savepoint,
     worker_id,
 )
-from pytest_plugins.sqlite_reset.core import parse_seed_lines
+from ai_suite_pytest.sqlite_reset.core import parse_seed_lines
+from prometheus_client import CollectorRegistry
+
 from services.security.audit import AuditEntry, AuditLog
 from services.security.db import Database
 from services.security.keys import KeyStore

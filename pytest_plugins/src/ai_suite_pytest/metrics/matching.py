@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
-from pytest_plugins.metrics.exposition import Labels, Snapshot, format_series
+from ai_suite_pytest.metrics.exposition import Labels, Snapshot, format_series
 
 NEAREST_LIMIT = 5
 

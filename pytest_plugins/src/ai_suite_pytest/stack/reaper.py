@@ -5,7 +5,7 @@ owner's pid; when the owner is gone without tearing the stack down (kill -9, a
 crash, a cancelled CI job), it kills every recorded process group. It exits by
 itself when the state file disappears (normal teardown).
 
-Usage: ``python -m pytest_plugins.stack.reaper STATE_FILE``
+Usage: ``python -m ai_suite_pytest.stack.reaper STATE_FILE``
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_plugins.stack.state import StackState
+from ai_suite_pytest.stack.state import StackState
 
 POLL_SECONDS = 0.25
 READY_LINE = "watching"  # printed once at start: the starter waits for it
@@ -39,7 +39,7 @@ def watch(state_file: Path, poll: float = POLL_SECONDS) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m pytest_plugins.stack.reaper STATE_FILE", file=sys.stderr)
+        print("usage: python -m ai_suite_pytest.stack.reaper STATE_FILE", file=sys.stderr)
         return 2
     print(READY_LINE, flush=True)
     return watch(Path(args[0]))

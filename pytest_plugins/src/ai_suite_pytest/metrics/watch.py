@@ -10,14 +10,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pytest_plugins.metrics import assertions
-from pytest_plugins.metrics.cardinality import assert_cardinality_stable
-from pytest_plugins.metrics.contract import Contract, ContractReport
-from pytest_plugins.metrics.coverage import CoverageData
-from pytest_plugins.metrics.exposition import Snapshot
-from pytest_plugins.metrics.lint import Problem, lint
-from pytest_plugins.metrics.scraper import BackgroundScraper, Scrape
-from pytest_plugins.metrics.sources import Source, source_for
+from ai_suite_pytest.metrics import assertions
+from ai_suite_pytest.metrics.cardinality import assert_cardinality_stable
+from ai_suite_pytest.metrics.contract import Contract, ContractReport
+from ai_suite_pytest.metrics.coverage import CoverageData
+from ai_suite_pytest.metrics.exposition import Snapshot
+from ai_suite_pytest.metrics.lint import Problem, lint
+from ai_suite_pytest.metrics.scraper import BackgroundScraper, Scrape
+from ai_suite_pytest.metrics.sources import Source, source_for
 
 LabelArg = Mapping[str, str] | None
 

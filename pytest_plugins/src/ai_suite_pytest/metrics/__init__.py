@@ -4,7 +4,7 @@ The core (this package minus ``plugin``) does not import pytest. See
 ``docs/testing/metrics.md``.
 """
 
-from pytest_plugins.metrics.assertions import (
+from ai_suite_pytest.metrics.assertions import (
     HistogramDelta,
     MetricsAssertionError,
     assert_counter_delta,
@@ -14,17 +14,17 @@ from pytest_plugins.metrics.assertions import (
     gauge_value,
     histogram_delta,
 )
-from pytest_plugins.metrics.cardinality import (
+from ai_suite_pytest.metrics.cardinality import (
     CardinalityError,
     assert_cardinality_stable,
     random_paths,
 )
-from pytest_plugins.metrics.contract import Contract, ContractError, ContractReport, Violation
-from pytest_plugins.metrics.coverage import CoverageData, CoverageReport, build_report
-from pytest_plugins.metrics.exposition import Family, Snapshot, from_registry, parse_text
-from pytest_plugins.metrics.lint import Problem, lint
-from pytest_plugins.metrics.scraper import BackgroundScraper
-from pytest_plugins.metrics.sources import (
+from ai_suite_pytest.metrics.contract import Contract, ContractError, ContractReport, Violation
+from ai_suite_pytest.metrics.coverage import CoverageData, CoverageReport, build_report
+from ai_suite_pytest.metrics.exposition import Family, Snapshot, from_registry, parse_text
+from ai_suite_pytest.metrics.lint import Problem, lint
+from ai_suite_pytest.metrics.scraper import BackgroundScraper
+from ai_suite_pytest.metrics.sources import (
     AsgiSource,
     RegistrySource,
     ScrapeError,
@@ -32,7 +32,7 @@ from pytest_plugins.metrics.sources import (
     UrlSource,
     source_for,
 )
-from pytest_plugins.metrics.watch import Metrics, Watch
+from ai_suite_pytest.metrics.watch import Metrics, Watch
 
 __all__ = [
     "AsgiSource",

@@ -12,12 +12,12 @@ from typing import Any, NoReturn
 
 import pytest
 
-from pytest_plugins.stack import compose
-from pytest_plugins.stack.backend import ServiceStartError, ServiceUnavailable
-from pytest_plugins.stack.handle import Stack
-from pytest_plugins.stack.manager import OWNER_ENV, StackManager, owner_from_env
-from pytest_plugins.stack.spec import StackSpecError, load_stack
-from pytest_plugins.stack.state import current_process_identity
+from ai_suite_pytest.stack import compose
+from ai_suite_pytest.stack.backend import ServiceStartError, ServiceUnavailable
+from ai_suite_pytest.stack.handle import Stack
+from ai_suite_pytest.stack.manager import OWNER_ENV, StackManager, owner_from_env
+from ai_suite_pytest.stack.spec import StackSpecError, load_stack
+from ai_suite_pytest.stack.state import current_process_identity
 
 BACKENDS = ("auto", "local", "compose")
 _manager_key = pytest.StashKey[StackManager | None]()

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 
-from pytest_plugins.metrics.exposition import Snapshot, from_registry, parse_text
+from ai_suite_pytest.metrics.exposition import Snapshot, from_registry, parse_text
 
 SCRAPE_TIMEOUT_S = 10.0
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psutil
 
-from pytest_plugins.stack.backend import ServiceStartError, StackBackend
-from pytest_plugins.stack.spec import ServiceSpec, StackSpec, render
-from pytest_plugins.stack.state import ProcessRecord, StackState
+from ai_suite_pytest.stack.backend import ServiceStartError, StackBackend
+from ai_suite_pytest.stack.spec import ServiceSpec, StackSpec, render
+from ai_suite_pytest.stack.state import ProcessRecord, StackState
 
 
 class LocalBackend(StackBackend):

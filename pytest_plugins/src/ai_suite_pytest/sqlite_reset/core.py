@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_plugins.sqlite_reset.restore import DEFAULT_DEADLINE_S, LiveTargets
-from pytest_plugins.sqlite_reset.template import Builder, Template, TemplateCache
+from ai_suite_pytest.sqlite_reset.restore import DEFAULT_DEADLINE_S, LiveTargets
+from ai_suite_pytest.sqlite_reset.template import Builder, Template, TemplateCache
 
 DEFAULT_SEED = "default"
 
@@ -96,7 +96,7 @@ class SqliteReset:
         workdir: Path,
         *,
         deadline_s: float = DEFAULT_DEADLINE_S,
-        filename: str = "security.db",
+        filename: str = "test.db",
         journal_mode: str | None = "wal",
     ) -> None:
         self.templates = TemplateCache(build, workdir / "templates")

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from pytest_plugins.stack.backend import ServiceStartError, StackBackend, tail
-from pytest_plugins.stack.compose import ComposeBackend, project_name
-from pytest_plugins.stack.local import LocalBackend
-from pytest_plugins.stack.reaper import READY_LINE
-from pytest_plugins.stack.spec import StackSpec
-from pytest_plugins.stack.state import StackState, sweep
+from ai_suite_pytest.stack.backend import ServiceStartError, StackBackend, tail
+from ai_suite_pytest.stack.compose import ComposeBackend, project_name
+from ai_suite_pytest.stack.local import LocalBackend
+from ai_suite_pytest.stack.reaper import READY_LINE
+from ai_suite_pytest.stack.spec import StackSpec
+from ai_suite_pytest.stack.state import StackState, sweep
 
 OWNER_ENV = "PYTEST_STACK_OWNER"  # "pid:create_time" of the run's controller
 REAPER_START_TIMEOUT = 30.0  # generous: a loaded CI machine imports slowly
@@ -156,7 +156,7 @@ class StackManager:
         with log.open("ab") as errors:
             # Kept referenced for the whole run: the reaper must outlive this object.
             self._reaper = subprocess.Popen(  # noqa: S603 - our own module, no shell
-                [sys.executable, "-m", "pytest_plugins.stack.reaper", str(self.state_file)],
+                [sys.executable, "-m", "ai_suite_pytest.stack.reaper", str(self.state_file)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=errors,

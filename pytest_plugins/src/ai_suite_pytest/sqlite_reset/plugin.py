@@ -1,4 +1,4 @@
-"""pytest adapter for :mod:`pytest_plugins.sqlite_reset` (fixtures, markers, ini options).
+"""pytest adapter for :mod:`ai_suite_pytest.sqlite_reset` (fixtures, markers, ini options).
 
 Loaded in every run once installed, so nothing happens unless a test asks for
 one of the fixtures: no autouse fixture, no import of the migration code.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_plugins.sqlite_reset.core import (
+from ai_suite_pytest.sqlite_reset.core import (
     DEFAULT_SEED,
     ResetResult,
     SqliteReset,
@@ -21,8 +21,8 @@ from pytest_plugins.sqlite_reset.core import (
     make_builder,
     parse_seed_lines,
 )
-from pytest_plugins.sqlite_reset.restore import DEFAULT_DEADLINE_S
-from pytest_plugins.sqlite_reset.template import Template
+from ai_suite_pytest.sqlite_reset.restore import DEFAULT_DEADLINE_S
+from ai_suite_pytest.sqlite_reset.template import Template
 
 SEED_MARKER = "sqlite_seed"
 OPT_OUT_MARKER = "no_sqlite_reset"
@@ -32,12 +32,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "sqlite_reset_migrate",
         "module:callable that migrates the database object opened by sqlite_reset_open",
-        default="services.security.migrations:migrate",
+        default="",
     )
     parser.addini(
         "sqlite_reset_open",
         "module:callable taking a path and returning the object migrations and seeds receive",
-        default="services.security.db:Database",
+        default="sqlite3:connect",
     )
     parser.addini(
         "sqlite_reset_seeds",
@@ -62,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{OPT_OUT_MARKER}: keep the database as the previous test left it "
-        "(security_db and security_db_reset do not restore it)",
+        "(sqlite_db and sqlite_db_reset do not restore it)",
     )
 
 
@@ -93,8 +93,14 @@ def sqlite_reset(
     sqlite_seeds: dict[str, Callable[[Any], Any]],
 ) -> Iterator[SqliteReset]:
     """The worker's reset service: templates built on first use, then reused."""
+    migrate = pytestconfig.getini("sqlite_reset_migrate")
+    if not migrate:
+        raise pytest.UsageError(
+            "sqlite_reset_migrate is not set: set it in your pytest ini to the function that"
+            " builds your schema, e.g. sqlite_reset_migrate = myapp.db:migrate"
+        )
     build = make_builder(
-        load_object(pytestconfig.getini("sqlite_reset_migrate")),
+        load_object(migrate),
         load_object(pytestconfig.getini("sqlite_reset_open")),
         sqlite_seeds,
     )
@@ -105,13 +111,13 @@ def sqlite_reset(
 
 
 @pytest.fixture
-def security_db_template(request: pytest.FixtureRequest, sqlite_reset: SqliteReset) -> Template:
+def sqlite_db_template(request: pytest.FixtureRequest, sqlite_reset: SqliteReset) -> Template:
     """The in-memory template for this test's seed (``@pytest.mark.sqlite_seed``)."""
     return sqlite_reset.template(_seed_of(request))
 
 
 @pytest.fixture
-def security_db(request: pytest.FixtureRequest, sqlite_reset: SqliteReset) -> Path:
+def sqlite_db(request: pytest.FixtureRequest, sqlite_reset: SqliteReset) -> Path:
     """Path of this worker's database file, restored to the template before the test."""
     path = sqlite_reset.worker_db
     if _opted_out(request) and path.exists():
@@ -120,7 +126,7 @@ def security_db(request: pytest.FixtureRequest, sqlite_reset: SqliteReset) -> Pa
 
 
 @pytest.fixture
-def security_conn(
+def sqlite_conn(
     request: pytest.FixtureRequest, sqlite_reset: SqliteReset
 ) -> Iterator[sqlite3.Connection]:
     """A private in-memory copy of the template (``deserialize``), for code taking a connection."""
@@ -133,7 +139,7 @@ ResetCallable = Callable[..., ResetResult]
 
 
 @pytest.fixture
-def security_db_reset(request: pytest.FixtureRequest, sqlite_reset: SqliteReset) -> ResetCallable:
+def sqlite_db_reset(request: pytest.FixtureRequest, sqlite_reset: SqliteReset) -> ResetCallable:
     """``reset(path, seed=None)``: restore a database that running services hold open."""
     opted_out = _opted_out(request)
     default_seed = _seed_of(request)
@@ -145,3 +151,28 @@ def security_db_reset(request: pytest.FixtureRequest, sqlite_reset: SqliteReset)
         return sqlite_reset.reset(path, chosen)
 
     return reset
+
+
+# The names the platform's own tests grew up with (its database is the security database).
+@pytest.fixture
+def security_db_template(sqlite_db_template: Template) -> Template:
+    """Alias of ``sqlite_db_template``."""
+    return sqlite_db_template
+
+
+@pytest.fixture
+def security_db(sqlite_db: Path) -> Path:
+    """Alias of ``sqlite_db``."""
+    return sqlite_db
+
+
+@pytest.fixture
+def security_conn(sqlite_conn: sqlite3.Connection) -> sqlite3.Connection:
+    """Alias of ``sqlite_conn``."""
+    return sqlite_conn
+
+
+@pytest.fixture
+def security_db_reset(sqlite_db_reset: ResetCallable) -> ResetCallable:
+    """Alias of ``sqlite_db_reset``."""
+    return sqlite_db_reset

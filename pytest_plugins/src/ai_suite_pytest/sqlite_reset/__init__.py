@@ -4,7 +4,7 @@ The core (this package minus ``plugin``) does not import pytest. See
 ``docs/testing/sqlite-reset.md``.
 """
 
-from pytest_plugins.sqlite_reset.core import (
+from ai_suite_pytest.sqlite_reset.core import (
     DEFAULT_SEED,
     ResetResult,
     SqliteReset,
@@ -12,7 +12,7 @@ from pytest_plugins.sqlite_reset.core import (
     make_builder,
     worker_id,
 )
-from pytest_plugins.sqlite_reset.restore import (
+from ai_suite_pytest.sqlite_reset.restore import (
     LiveTargets,
     ResetError,
     ResetTimeout,
@@ -20,7 +20,7 @@ from pytest_plugins.sqlite_reset.restore import (
     restore,
     savepoint,
 )
-from pytest_plugins.sqlite_reset.template import (
+from ai_suite_pytest.sqlite_reset.template import (
     Template,
     TemplateBuildError,
     TemplateCache,

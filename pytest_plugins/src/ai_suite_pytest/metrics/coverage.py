@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_plugins.metrics.contract import Contract
-from pytest_plugins.metrics.exposition import Labels, Snapshot
+from ai_suite_pytest.metrics.contract import Contract
+from ai_suite_pytest.metrics.exposition import Labels, Snapshot
 
 
 def changed_series(before: Snapshot, after: Snapshot) -> dict[str, set[Labels]]:

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_plugins.sqlite_reset.holders import holders_of
-from pytest_plugins.sqlite_reset.template import Template
+from ai_suite_pytest.sqlite_reset.holders import holders_of
+from ai_suite_pytest.sqlite_reset.template import Template
 
 DEFAULT_DEADLINE_S = 5.0
 # How long one backup step waits for the write lock before the deadline is checked again.

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from pytest_plugins.metrics.exposition import Snapshot
+from ai_suite_pytest.metrics.exposition import Snapshot
 
 TYPES = frozenset({"counter", "gauge", "histogram", "summary", "info", "stateset"})
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

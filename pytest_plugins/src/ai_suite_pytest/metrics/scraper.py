@@ -7,8 +7,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from pytest_plugins.metrics.exposition import Snapshot
-from pytest_plugins.metrics.sources import Source
+from ai_suite_pytest.metrics.exposition import Snapshot
+from ai_suite_pytest.metrics.sources import Source
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,15 @@ from typing import NoReturn
 
 import httpx
 
-from pytest_plugins.stack.backend import (
+from ai_suite_pytest.stack.backend import (
     ServiceStartError,
     ServiceUnavailable,
     StackBackend,
     probe_client,
 )
-from pytest_plugins.stack.exclusive import Coordinator
-from pytest_plugins.stack.manager import StackManager
-from pytest_plugins.stack.state import StackState
+from ai_suite_pytest.stack.exclusive import Coordinator
+from ai_suite_pytest.stack.manager import StackManager
+from ai_suite_pytest.stack.state import StackState
 
 
 class Stack:

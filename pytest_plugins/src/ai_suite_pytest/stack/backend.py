@@ -1,7 +1,7 @@
 """What every stack backend shares: addresses, files, the readiness wait (pytest-free).
 
 A backend runs the stack's services somewhere (child processes, containers) and
-records them in the shared :class:`~pytest_plugins.stack.state.StackState`. The
+records them in the shared :class:`~ai_suite_pytest.stack.state.StackState`. The
 parts that do not depend on *where* live here: free loopback ports kept in the
 state (so a service's URL survives restarts), the per-stack data directory and
 log files, and the readiness loop. Subclasses say how services start and stop,
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from pytest_plugins.stack.spec import ServiceSpec, StackSpec
-from pytest_plugins.stack.state import StackState
+from ai_suite_pytest.stack.spec import ServiceSpec, StackSpec
+from ai_suite_pytest.stack.state import StackState
 
 
 def probe_client() -> httpx.Client:

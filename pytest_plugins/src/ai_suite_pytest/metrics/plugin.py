@@ -1,4 +1,4 @@
-"""pytest adapter for :mod:`pytest_plugins.metrics`: the ``metrics`` fixture and coverage.
+"""pytest adapter for :mod:`ai_suite_pytest.metrics`: the ``metrics`` fixture and coverage.
 
 Loaded in every run once installed, so it does nothing unless asked: the
 fixtures are not autouse, and the coverage summary appears only when a test
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from pytest_plugins.metrics.contract import Contract
-from pytest_plugins.metrics.coverage import CoverageData, build_report
-from pytest_plugins.metrics.watch import Metrics
+from ai_suite_pytest.metrics.contract import Contract
+from ai_suite_pytest.metrics.coverage import CoverageData, build_report
+from ai_suite_pytest.metrics.watch import Metrics
 
 _STATE = pytest.StashKey["_State"]()
 _WORKER_KEY = "ai_suite_metrics_coverage"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from pytest_plugins.metrics.exposition import Snapshot, format_series
+from ai_suite_pytest.metrics.exposition import Snapshot, format_series
 
 
 class CardinalityError(AssertionError):

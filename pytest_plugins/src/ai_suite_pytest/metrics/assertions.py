@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
-from pytest_plugins.metrics.exposition import Family, Labels, Snapshot, format_series
-from pytest_plugins.metrics.matching import nearest, nearest_names, select
+from ai_suite_pytest.metrics.exposition import Family, Labels, Snapshot, format_series
+from ai_suite_pytest.metrics.matching import nearest, nearest_names, select
 
 
 class MetricsAssertionError(AssertionError):

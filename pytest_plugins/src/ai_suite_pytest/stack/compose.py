@@ -1,6 +1,6 @@
 """The compose backend: the stack's services as Docker Compose v2 services.
 
-The same interface as :class:`~pytest_plugins.stack.local.LocalBackend`. Each
+The same interface as :class:`~ai_suite_pytest.stack.local.LocalBackend`. Each
 stack service names its Compose service (``compose_service``); the Compose files
 come from the stack file (``compose_files``). Every run gets its own Compose
 project name, recorded in the state file *before* ``docker compose up``, so the
@@ -28,10 +28,10 @@ import os
 import re
 from pathlib import Path
 
-from pytest_plugins.stack import docker_cli
-from pytest_plugins.stack.backend import ServiceStartError, StackBackend
-from pytest_plugins.stack.spec import ServiceSpec, StackSpec
-from pytest_plugins.stack.state import StackState
+from ai_suite_pytest.stack import docker_cli
+from ai_suite_pytest.stack.backend import ServiceStartError, StackBackend
+from ai_suite_pytest.stack.spec import ServiceSpec, StackSpec
+from ai_suite_pytest.stack.state import StackState
 
 # The user the image runs as (docker/Dockerfile APP_UID); data directories are given to it.
 IMAGE_UID = 10001

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from pytest_plugins.stack import docker_cli
+from ai_suite_pytest.stack import docker_cli
 
 
 @dataclass
