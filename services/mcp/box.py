@@ -117,7 +117,7 @@ def _find(program: str) -> str | None:
 def _probe(argv: tuple[str, ...]) -> str | None:
     """Run a trivial command in a box built like the real ones; None when it works."""
     try:
-        done = subprocess.run(  # nosec B603: fixed argv built by Box, no shell
+        done = subprocess.run(  # noqa: S603  # nosec B603: fixed argv built by Box, no shell
             argv,
             capture_output=True,
             timeout=_PROBE_TIMEOUT,
@@ -195,11 +195,13 @@ class Box:
             args.append("--share-net")
         if os.geteuid() == 0:
             args += ["--uid", str(NOBODY), "--gid", str(NOBODY)]
-        home = str(root) if root is not None else "/tmp"  # nosec B108: inside the box
+        # The box's own /tmp (an empty tmpfs), never the host's.
+        box_tmp = "/tmp"  # noqa: S108  # nosec B108
+        home = str(root) if root is not None else box_tmp
         args += ["--clearenv", "--setenv", "PATH", CLEAN_PATH, "--setenv", "HOME", home]
         args += ["--setenv", "LANG", "C.UTF-8"]
         args += _system_mounts()
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # nosec B108
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", box_tmp]
         if root is not None:
             args += ["--bind", str(root), str(root)]
             for path in self.hidden_paths(root):

@@ -108,7 +108,8 @@ async def run_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=preexec,  # noqa: PLW1509 - one os.write, no locks taken
+        # Joining a cgroup: one os.write to an open descriptor, no locks taken.
+        preexec_fn=preexec,
     )
     out, err = _Capture(max_output, bytearray()), _Capture(max_output, bytearray())
     assert process.stdout is not None

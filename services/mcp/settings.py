@@ -53,9 +53,7 @@ class McpSettings(CoreSettings):
         "MCP_COMMAND_MAX_MEMORY_BYTES", default=4 * 1024**3, ge=64 * 1024**2
     )
     command_max_cpu_seconds: int = env_field("MCP_COMMAND_MAX_CPU_SECONDS", default=120, ge=1)
-    command_max_file_bytes: int = env_field(
-        "MCP_COMMAND_MAX_FILE_BYTES", default=1024**3, ge=1024
-    )
+    command_max_file_bytes: int = env_field("MCP_COMMAND_MAX_FILE_BYTES", default=1024**3, ge=1024)
     max_read_bytes: int = env_field("MCP_MAX_READ_BYTES", default=1_048_576, ge=1)
     max_write_bytes: int = env_field("MCP_MAX_WRITE_BYTES", default=1_048_576, ge=1)
     max_output_bytes: int = env_field("MCP_MAX_OUTPUT_BYTES", default=65_536, ge=1)

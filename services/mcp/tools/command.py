@@ -105,9 +105,7 @@ async def run_command(ctx: ToolContext, args: RunCommandArgs) -> dict[str, Any]:
         # is resolved again, but there only the workspace root and system files exist.
         with ctx.workspace.open_dir(location) as cwd_fd:
             result = await run_process(
-                box.argv(
-                    [executable, *args.argv[1:]], root=location.root, cwd=location.absolute
-                ),
+                box.argv([executable, *args.argv[1:]], root=location.root, cwd=location.absolute),
                 cwd_fd=cwd_fd,
                 env=clean_env(location.root),
                 time_limit=timeout,
