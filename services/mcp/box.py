@@ -38,7 +38,7 @@ import functools
 import logging
 import os
 import shutil
-import subprocess  # nosec B404: the probe runs bwrap with a fixed argv, no shell
+import subprocess  # nosec B404
 import uuid
 from pathlib import Path
 
@@ -117,7 +117,7 @@ def _find(program: str) -> str | None:
 def _probe(argv: tuple[str, ...]) -> str | None:
     """Run a trivial command in a box built like the real ones; None when it works."""
     try:
-        done = subprocess.run(  # noqa: S603  # nosec B603: fixed argv built by Box, no shell
+        done = subprocess.run(  # noqa: S603  # nosec B603
             argv,
             capture_output=True,
             timeout=_PROBE_TIMEOUT,
@@ -160,16 +160,31 @@ class Box:
         if reason is not None:
             raise BoxUnavailable(reason)
 
-    def hidden_paths(self, root: Path) -> list[Path]:
-        """Service paths inside ``root`` to cover with an empty tmpfs (the data dir...)."""
+    def _service_dirs(self) -> set[Path]:
+        return {self.settings.data_dir.resolve(), self.settings.security_db_path.resolve().parent}
+
+    def _root_mounts(self, root: Path) -> list[str]:
+        """Bind ``root`` read-write; the service's directories around it stay out of reach.
+
+        A service directory inside the root (a workspace that holds the data dir) is
+        covered by an empty read-only tmpfs. One around it (the default:
+        <data_dir>/workspace) exists in the box only as an empty read-only tmpfs holding
+        the root's mount point, so nothing can be planted there either.
+        """
         root = root.resolve()
-        candidates = {
-            self.settings.data_dir.resolve(),
-            self.settings.security_db_path.resolve().parent,
-        }
-        # A root inside the data dir (the default, <data_dir>/workspace) needs nothing:
-        # only the root itself is bound.
-        return [path for path in sorted(candidates) if path.is_relative_to(root) and path != root]
+        around = sorted(path for path in self._service_dirs() if root.is_relative_to(path))
+        inside = sorted(
+            path for path in self._service_dirs() if path.is_relative_to(root) and path != root
+        )
+        args: list[str] = []
+        for path in around:
+            args += ["--tmpfs", str(path)]
+        args += ["--bind", str(root), str(root)]
+        for path in around:
+            args += ["--remount-ro", str(path)]
+        for path in inside:
+            args += ["--tmpfs", str(path), "--remount-ro", str(path)]
+        return args
 
     def argv(self, command: list[str], *, root: Path | None, cwd: Path) -> list[str]:
         """``command`` wrapped in bwrap and prlimit; ``root`` is bound read-write."""
@@ -203,9 +218,10 @@ class Box:
         args += _system_mounts()
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", box_tmp]
         if root is not None:
-            args += ["--bind", str(root), str(root)]
-            for path in self.hidden_paths(root):
-                args += ["--tmpfs", str(path)]
+            args += self._root_mounts(root)
+        # bwrap's root is a tmpfs holding the mount points (the data dir's name among
+        # them): read-only, so only the workspace and /tmp take writes.
+        args += ["--remount-ro", "/"]
         args += ["--chdir", str(cwd), "--", self.prlimit]
         args += [
             f"--nproc={s.command_max_processes}",
@@ -219,10 +235,7 @@ class Box:
         return args
 
     def _root_is_data_dir(self, root: Path) -> bool:
-        return root.resolve() in (
-            self.settings.data_dir.resolve(),
-            self.settings.security_db_path.resolve().parent,
-        )
+        return root.resolve() in self._service_dirs()
 
 
 class PidsCgroup:
