@@ -13,8 +13,8 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from services.core.http import make_async_client
 from services.core.health import Check
+from services.core.http import make_async_client
 from services.mcp.approvals import ApprovalMetrics, ApprovalStore, ApprovalSweeper
 from services.mcp.box import Box
 from services.mcp.pipeline import ToolMetrics, ToolPipeline
