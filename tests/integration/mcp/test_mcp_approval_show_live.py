@@ -14,6 +14,7 @@ import httpx
 from services.mcp.app import create_app
 from services.mcp.settings import McpSettings
 from services.security.db import Database
+from tests.support.box import needs_box
 from tests.support.live import serve_in_thread
 
 AI_SUITE = str(Path(sys.executable).parent / "ai-suite")
@@ -33,6 +34,7 @@ def ai_suite(*args: str, key: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@needs_box
 def test_approvals_show_prints_the_full_argv_through_the_gateway(start_gateway, keys, tmp_path):
     data_dir = tmp_path / "data"
     requester, approver = keys.create("ann", "admin"), keys.create("bob", "admin")

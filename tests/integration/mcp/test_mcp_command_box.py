@@ -19,12 +19,9 @@ import httpx
 import psutil
 import pytest
 
-from services.mcp.box import Box
-from services.mcp.settings import McpSettings
 from services.security.db import Database
+from tests.support.box import needs_box
 
-BOX_REASON = Box(McpSettings()).unavailable_reason()
-needs_box = pytest.mark.skipif(BOX_REASON is not None, reason=f"no sandbox here: {BOX_REASON}")
 CANARY = "canary-" + uuid.uuid4().hex
 
 

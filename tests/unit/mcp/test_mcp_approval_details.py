@@ -14,6 +14,7 @@ import respx
 from click.testing import CliRunner
 
 from services.cli.approvals import approvals
+from tests.support.box import needs_box
 
 BASE = "http://gw.test"
 ARGV = ["git", "log", "--grep=!id x", "x"]
@@ -52,6 +53,7 @@ async def detail(env, approval_id: str) -> dict:
     return response.json()
 
 
+@needs_box
 async def test_run_command_approval_shows_the_full_argv_everywhere(env) -> None:
     approval_id = await request(env, "run_command", {"argv": ARGV})
     item = await detail(env, approval_id)
@@ -118,6 +120,7 @@ async def test_write_file_approval_shows_path_size_hash_and_a_marked_preview(env
     assert (await detail(env, short))["args_summary"]["preview_truncated"] is False
 
 
+@needs_box
 async def test_secrets_are_redacted_everywhere_and_the_hash_still_binds(env) -> None:
     secret_argv = ["grep", f"--token={SK}", "-e", f"X: {AIS}", "notes.txt"]
     approval_id = await request(env, "run_command", {"argv": secret_argv})
@@ -182,6 +185,7 @@ async def test_secrets_are_redacted_everywhere_and_the_hash_still_binds(env) -> 
     assert item["args_hash"] in shown.stdout
 
 
+@needs_box
 async def test_a_different_argv_is_refused_with_the_approval_id(env) -> None:
     approval_id = await request(env, "run_command", {"argv": ARGV})
     await env.client.post(
