@@ -87,7 +87,7 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
 async def run_process(
     argv: list[str],
     *,
-    cwd_fd: int,
+    cwd_fd: int | None,
     env: dict[str, str],
     time_limit: float,
     max_output: int,
@@ -96,13 +96,15 @@ async def run_process(
     """Run ``argv`` (never through a shell) in the directory open as ``cwd_fd``.
 
     The working directory is the already-verified directory descriptor itself
-    (``/proc/self/fd/N`` in the child), so no path is resolved again. ``preexec`` runs in
+    (``/proc/self/fd/N`` in the child), so no path is resolved again; ``None`` starts it in
+    ``/`` with no descriptor passed (the box: it changes directory itself, and a
+    descriptor of a host directory would be a way out of it). ``preexec`` runs in
     the child before exec (joining a cgroup: a single write to an open descriptor).
     """
     process = await asyncio.create_subprocess_exec(
         *argv,
-        cwd=f"/proc/self/fd/{cwd_fd}",
-        pass_fds=(cwd_fd,),
+        cwd="/" if cwd_fd is None else f"/proc/self/fd/{cwd_fd}",
+        pass_fds=() if cwd_fd is None else (cwd_fd,),
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

@@ -101,17 +101,20 @@ async def run_command(ctx: ToolContext, args: RunCommandArgs) -> dict[str, Any]:
     cgroup = PidsCgroup.create(ctx.settings.command_max_processes)
     try:
         location = ctx.workspace.locate(args.cwd)
-        # The verified directory descriptor is bwrap's own cwd; inside the box the path
-        # is resolved again, but there only the workspace root and system files exist.
-        with ctx.workspace.open_dir(location) as cwd_fd:
-            result = await run_process(
-                box.argv([executable, *args.argv[1:]], root=location.root, cwd=location.absolute),
-                cwd_fd=cwd_fd,
-                env=clean_env(location.root),
-                time_limit=timeout,
-                max_output=ctx.settings.max_output_bytes,
-                preexec=cgroup.join if cgroup is not None else None,
-            )
+        # Verified (component by component, no symlinks), then resolved again by bwrap
+        # inside the box, where only the workspace root and system files exist: a path
+        # swapped after the check cannot lead anywhere else. No host descriptor is
+        # passed in (openat(fd, "..") would leave the box).
+        with ctx.workspace.open_dir(location):
+            pass
+        result = await run_process(
+            box.argv([executable, *args.argv[1:]], root=location.root, cwd=location.absolute),
+            cwd_fd=None,
+            env=clean_env(location.root),
+            time_limit=timeout,
+            max_output=ctx.settings.max_output_bytes,
+            preexec=cgroup.join if cgroup is not None else None,
+        )
     except BoxUnavailable as exc:
         raise _unavailable(exc) from None
     except SandboxError as exc:

@@ -92,6 +92,7 @@ def test_the_service_environment_is_out_of_reach(start_mcp, monkeypatch) -> None
         "    except OSError as exc:\n"
         "        out[str(pid)] = repr(exc)\n"
         "out['pids'] = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "out['fds'] = sorted(int(fd) for fd in os.listdir('/proc/self/fd'))\n"
         "print(json.dumps(out))\n"
     )
     result = python(server, code)
@@ -101,6 +102,9 @@ def test_the_service_environment_is_out_of_reach(start_mcp, monkeypatch) -> None
     # Its own PID namespace: bwrap's init (1) and the command (2); the service is not there.
     assert seen["pids"] == [1, 2]
     assert "No such file" in seen[str(os.getpid())]
+    # stdin, stdout, stderr and the descriptor listdir itself opened: no host directory
+    # descriptor that openat(fd, "..") could climb out of.
+    assert seen["fds"] == [0, 1, 2, 3]
 
 
 @needs_box
