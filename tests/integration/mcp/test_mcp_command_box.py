@@ -10,8 +10,12 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +25,22 @@ import pytest
 
 from services.security.db import Database
 from tests.support.box import needs_box
+from tests.support.keys import make_key
+from tests.support.live import free_port
+from tests.support.processes import wait_until
 
 CANARY = "canary-" + uuid.uuid4().hex
+
+
+@dataclass
+class McpServer:
+    url: str
+    data_dir: Path
+    workspace: Path
+    pid: int = 0
+
+    def key(self, user: str, role: str) -> str:
+        return make_key(self.data_dir / "security.db", user, role)
 
 
 def call(server, key: str, argv: list[str], **extra: Any) -> httpx.Response:
@@ -77,16 +95,54 @@ def approvals_count(server) -> int:
         db.close()
 
 
+@pytest.fixture
+def mcp_process(tmp_path: Path) -> Iterator[McpServer]:
+    """``python -m services.mcp`` as its own process, a canary secret in its environment.
+
+    A process of its own because /proc/<pid>/environ shows the environment a process
+    started with, not later os.environ changes: the canary must be there from the start.
+    """
+    data_dir, port = tmp_path / "data", free_port()
+    server = McpServer(f"http://127.0.0.1:{port}", data_dir, data_dir / "workspace")
+    server.key("ann", "admin")  # migrates the database before the service opens it
+    env = {
+        **os.environ,
+        "AI_SUITE_DATA_DIR": str(data_dir),
+        "MCP_PORT": str(port),
+        "AI_SUITE_CANARY": CANARY,
+        "OPENAI_API_KEY": CANARY,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.mcp"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until(lambda: _healthy(server.url), timeout=60), "the MCP server never started"
+        server.pid = process.pid
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @needs_box
-def test_the_service_environment_is_out_of_reach(start_mcp, monkeypatch) -> None:
-    # The server runs in this process: the canary is in the service's own environment.
-    monkeypatch.setenv("AI_SUITE_CANARY", CANARY)
-    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
-    server = start_mcp()
+def test_the_service_environment_is_out_of_reach(mcp_process) -> None:
+    server = mcp_process
+    # The canary really is where an unboxed child would find it.
+    assert CANARY.encode() in Path(f"/proc/{server.pid}/environ").read_bytes()
     code = (
         "import os, json\n"
         "out = {'env': dict(os.environ)}\n"
-        f"for pid in ('self', os.getppid(), 1, {os.getpid()}):\n"
+        f"for pid in ('self', os.getppid(), 1, {server.pid}):\n"
         "    try:\n"
         "        out[str(pid)] = open(f'/proc/{pid}/environ', 'rb').read().decode()\n"
         "    except OSError as exc:\n"
@@ -101,7 +157,7 @@ def test_the_service_environment_is_out_of_reach(start_mcp, monkeypatch) -> None
     assert set(seen["env"]) <= {"PATH", "HOME", "LANG", "LC_CTYPE", "PWD"}
     # Its own PID namespace: bwrap's init (1) and the command (2); the service is not there.
     assert seen["pids"] == [1, 2]
-    assert "No such file" in seen[str(os.getpid())]
+    assert "No such file" in seen[str(server.pid)]
     # stdin, stdout, stderr and the descriptor listdir itself opened: no host directory
     # descriptor that openat(fd, "..") could climb out of.
     assert seen["fds"] == [0, 1, 2, 3]
