@@ -71,14 +71,19 @@ llama-optional:
 		if [ "$${LLAMA_REQUIRED:-0}" = 1 ]; then echo "LLAMA_REQUIRED=1: a missing llama.cpp server fails the run"; exit 1; fi; \
 	fi
 
-system-deps: ## Install promtool, prometheus, amtool and alertmanager from Debian when apt is available and we are root
-	@missing=""; for tool in promtool prometheus amtool prometheus-alertmanager; do \
-		command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
-	if [ -z "$$missing" ]; then echo "monitoring binaries: all present"; \
+system-deps: ## Install bwrap (the run_command sandbox), promtool, prometheus, amtool and alertmanager from Debian when apt is available and we are root
+	@# tool:Debian package. bubblewrap boxes every run_command child (docs/security.md);
+	@# without it run_command is refused, never run unboxed.
+	@missing=""; packages=""; for pair in bwrap:bubblewrap promtool:prometheus prometheus:prometheus \
+		amtool:prometheus-alertmanager prometheus-alertmanager:prometheus-alertmanager; do \
+		tool=$${pair%%:*}; package=$${pair#*:}; \
+		if ! command -v $$tool >/dev/null; then missing="$$missing $$tool"; \
+			case " $$packages " in *" $$package "*) ;; *) packages="$$packages $$package";; esac; fi; done; \
+	if [ -z "$$missing" ]; then echo "system binaries (bwrap, monitoring): all present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		echo "installing Debian packages prometheus and prometheus-alertmanager (missing:$$missing)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
-	else echo "missing:$$missing and cannot install them here (need apt-get and root): tests that need them are skipped with that reason"; fi
+		echo "installing Debian packages$$packages (missing:$$missing)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages >/dev/null; \
+	else echo "missing:$$missing and cannot install them here (need apt-get and root): tests that need them are skipped with that reason, and run_command is refused without bwrap"; fi
 
 up: install ## Run the platform (gateway; more services as they land) until Ctrl-C
 	$(VENV)/bin/ai-suite up

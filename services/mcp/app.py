@@ -13,8 +13,10 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from services.core.health import Check
 from services.core.http import make_async_client
 from services.mcp.approvals import ApprovalMetrics, ApprovalStore, ApprovalSweeper
+from services.mcp.box import Box
 from services.mcp.pipeline import ToolMetrics, ToolPipeline
 from services.mcp.protocol import McpProtocol
 from services.mcp.ratelimit import RateLimiter
@@ -42,9 +44,15 @@ def create_app(
     owns_db = db is None
     database = db or Database(settings.security_db_path)
     workspace = Workspace(settings.workspace_roots)
+    box = Box(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Probed once per process (cached): run_command is refused without a box, and
+        # an operator should learn that from the log, not from the first refused call.
+        unboxed = await asyncio.to_thread(box.unavailable_reason)
+        if unboxed:
+            log.error("run_command will be refused: %s", unboxed)
         sweeper_task = asyncio.create_task(sweeper.run(), name="approval-sweeper")
         try:
             async with protocol.session_manager.run():
@@ -71,6 +79,7 @@ def create_app(
         limits=settings.request_limits,
     )
     app = parts.app
+    parts.checks.append(_sandbox_check(box))
     approvals = ApprovalStore(
         database,
         security.audit,
@@ -104,3 +113,13 @@ def create_app(
     app.state.sweeper = sweeper
     app.state.workspace = workspace
     return app
+
+
+def _sandbox_check(box: Box) -> Check:
+    """Not critical: every other tool works without a box; /ready says "degraded" and why."""
+
+    async def sandbox_ready() -> str | None:
+        return await asyncio.to_thread(box.unavailable_reason)
+
+    # The first probe starts bwrap once (then cached): allow it more than the default 2 s.
+    return Check("command_sandbox", sandbox_ready, timeout=20.0, critical=False)

@@ -37,6 +37,23 @@ class McpSettings(CoreSettings):
     )
     command_timeout: float = env_field("MCP_COMMAND_TIMEOUT", default=30.0, gt=0)
     tool_timeout: float = env_field("MCP_TOOL_TIMEOUT", default=60.0, gt=0)
+    # The box every run_command child runs in (services/mcp/box.py, docs/security.md).
+    bwrap_path: str = env_field(
+        "MCP_BWRAP_PATH",
+        default="bwrap",
+        description="bubblewrap: a name looked up on the clean PATH, or an absolute path.",
+    )
+    command_network: bool = env_field(
+        "MCP_COMMAND_NETWORK",
+        default=False,
+        description="Give run_command children the host's network (default: none at all).",
+    )
+    command_max_processes: int = env_field("MCP_COMMAND_MAX_PROCESSES", default=256, ge=1)
+    command_max_memory_bytes: int = env_field(
+        "MCP_COMMAND_MAX_MEMORY_BYTES", default=4 * 1024**3, ge=64 * 1024**2
+    )
+    command_max_cpu_seconds: int = env_field("MCP_COMMAND_MAX_CPU_SECONDS", default=120, ge=1)
+    command_max_file_bytes: int = env_field("MCP_COMMAND_MAX_FILE_BYTES", default=1024**3, ge=1024)
     max_read_bytes: int = env_field("MCP_MAX_READ_BYTES", default=1_048_576, ge=1)
     max_write_bytes: int = env_field("MCP_MAX_WRITE_BYTES", default=1_048_576, ge=1)
     max_output_bytes: int = env_field("MCP_MAX_OUTPUT_BYTES", default=65_536, ge=1)
