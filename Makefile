@@ -79,6 +79,14 @@ system-deps: ## Install promtool, prometheus, amtool and alertmanager from Debia
 		echo "installing Debian packages prometheus and prometheus-alertmanager (missing:$$missing)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
 	else echo "missing:$$missing and cannot install them here (need apt-get and root): tests that need them are skipped with that reason"; fi
+	@# The adopter example's stack (examples/adopter): redis-server, and PostgreSQL's initdb,
+	@# postgres and pg_isready (Debian keeps the server binaries in /usr/lib/postgresql/<v>/bin).
+	@if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "redis-server and postgresql: present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages redis-server and postgresql (the adopter example's stack)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server postgresql >/dev/null; \
+	else echo "redis-server or postgresql missing and cannot install them here (need apt-get and root): the adopter example's tests are skipped with that reason"; fi
 
 up: install ## Run the platform (gateway; more services as they land) until Ctrl-C
 	$(VENV)/bin/ai-suite up
