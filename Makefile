@@ -84,6 +84,14 @@ system-deps: ## Install bwrap (the run_command sandbox), promtool, prometheus, a
 		echo "installing Debian packages$$packages (missing:$$missing)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages >/dev/null; \
 	else echo "missing:$$missing and cannot install them here (need apt-get and root): tests that need them are skipped with that reason, and run_command is refused without bwrap"; fi
+	@# The adopter example's stack (examples/adopter): redis-server, and PostgreSQL's initdb,
+	@# postgres and pg_isready (Debian keeps the server binaries in /usr/lib/postgresql/<v>/bin).
+	@if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "redis-server and postgresql: present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages redis-server and postgresql (the adopter example's stack)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server postgresql >/dev/null; \
+	else echo "redis-server or postgresql missing and cannot install them here (need apt-get and root): the adopter example's tests are skipped with that reason"; fi
 
 up: install ## Run the platform (gateway; more services as they land) until Ctrl-C
 	$(VENV)/bin/ai-suite up
@@ -92,10 +100,10 @@ lint: install ## ruff, black --check, bandit and import-linter (layers point one
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/black --check --quiet .
-	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src --severity-level medium
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
 
 security: install ## bandit, plus safety where its vulnerability service is reachable
-	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src --severity-level medium
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
 	@echo "safety: skipped here, its vulnerability database needs network access this machine does not have; it runs in .github/workflows/ci.yml"
 
 format: install ## Apply black and ruff fixes

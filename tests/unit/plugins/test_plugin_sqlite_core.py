@@ -229,7 +229,7 @@ def test_load_object_and_seed_lines() -> None:
     with pytest.raises(ValueError, match="has no attribute 'nope'"):
         load_object("services.security.migrations:nope")
     assert parse_seed_lines(["admin = a.b:c", "", "x=y:z"]) == {"admin": "a.b:c", "x": "y:z"}
-    with pytest.raises(ValueError, match="expected 'name = module:function'"):
+    with pytest.raises(ValueError, match="is not 'name = module:function'"):
         parse_seed_lines(["admin a.b:c"])
 
 

@@ -7,7 +7,6 @@ seed functions receive whatever ``open_db(path)`` returns (a ``Database``, a
 
 from __future__ import annotations
 
-import importlib
 import os
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -15,43 +14,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Re-exported: they live in config.py so that loading the plugin imports neither sqlite3
+# nor this module.
+from ai_suite_pytest.sqlite_reset.config import load_object as load_object
+from ai_suite_pytest.sqlite_reset.config import parse_seed_lines as parse_seed_lines
 from ai_suite_pytest.sqlite_reset.restore import DEFAULT_DEADLINE_S, LiveTargets
 from ai_suite_pytest.sqlite_reset.template import Builder, Template, TemplateCache
 
 DEFAULT_SEED = "default"
 
 
-def load_object(spec: str) -> Any:
-    """``"package.module:attribute"`` → the attribute, with an error that says what is wrong."""
-    module_name, sep, attr = spec.strip().partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected 'package.module:attribute', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {module_name!r} (from {spec!r}): {exc}") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
-
-
-def parse_seed_lines(lines: list[str]) -> dict[str, str]:
-    """``name = module:function`` lines (ini ``sqlite_reset_seeds``) → {name: spec}."""
-    seeds: dict[str, str] = {}
-    for line in lines:
-        if not line.strip():
-            continue
-        name, sep, spec = line.partition("=")
-        if not sep or not name.strip() or not spec.strip():
-            raise ValueError(f"sqlite_reset_seeds: expected 'name = module:function', got {line!r}")
-        seeds[name.strip()] = spec.strip()
-    return seeds
-
-
 def worker_id() -> str:
     """The xdist worker id (``gw0``…), or ``main`` outside xdist."""
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _check_seed(seed: str, seeds: Mapping[str, Any]) -> None:
+    if seed != DEFAULT_SEED and seed not in seeds:
+        known = ", ".join(sorted([DEFAULT_SEED, *seeds])) or DEFAULT_SEED
+        raise KeyError(f"unknown seed {seed!r}; known seeds: {known}")
+
+
+def _apply(open_db: Callable[[Path], Any], path: Path, *steps: Callable[[Any], Any]) -> None:
+    db = open_db(path)
+    try:
+        for step in steps:
+            step(db)
+    finally:
+        close = getattr(db, "close", None)
+        if callable(close):
+            close()
 
 
 def make_builder(
@@ -62,20 +54,40 @@ def make_builder(
     """A template builder: migrations, then the named seed (``default`` adds nothing)."""
 
     def build(path: Path, seed: str) -> None:
-        if seed != DEFAULT_SEED and seed not in seeds:
-            known = ", ".join(sorted([DEFAULT_SEED, *seeds])) or DEFAULT_SEED
-            raise KeyError(f"unknown seed {seed!r}; known seeds: {known}")
-        db = open_db(path)
-        try:
-            migrate(db)
-            if seed != DEFAULT_SEED:
-                seeds[seed](db)
-        finally:
-            close = getattr(db, "close", None)
-            if callable(close):
-                close()
+        _check_seed(seed, seeds)
+        _apply(open_db, path, migrate, *([seeds[seed]] if seed != DEFAULT_SEED else []))
 
     return build
+
+
+def make_schema_builder(
+    schema: Path,
+    open_db: Callable[[Path], Any],
+    seeds: Mapping[str, Callable[[Any], Any]],
+) -> Builder:
+    """A template builder from a SQL file (``executescript``), then the named seed.
+
+    The script runs on a plain ``sqlite3`` connection whatever ``open_db`` returns:
+    a SQL file needs nothing else, and the seeds still get the project's own object.
+    """
+    script = schema.read_text(encoding="utf-8")
+
+    def build(path: Path, seed: str) -> None:
+        _check_seed(seed, seeds)
+        conn = sqlite3.connect(str(path))
+        try:
+            conn.executescript(script)
+            conn.commit()
+        finally:
+            conn.close()
+        if seed != DEFAULT_SEED:
+            _apply(open_db, path, seeds[seed])
+
+    return build
+
+
+# (cache key, builder): another template than the default, e.g. from a test's marker.
+TemplateSource = tuple[str, Builder]
 
 
 @dataclass(frozen=True)
@@ -105,21 +117,34 @@ class SqliteReset:
         self.worker_db = workdir / worker_id() / filename
         self._targets = LiveTargets(journal_mode=journal_mode)
 
-    def template(self, seed: str = DEFAULT_SEED) -> Template:
-        return self.templates.get(seed)
+    def template(
+        self, seed: str = DEFAULT_SEED, *, source: TemplateSource | None = None
+    ) -> Template:
+        """The template for ``seed``, built from ``source`` (default: the builder given above)."""
+        if source is None:
+            return self.templates.get(seed)
+        key, build = source
+        return self.templates.get(seed, key=key, build=build)
 
-    def reset(self, path: Path | str, seed: str = DEFAULT_SEED) -> ResetResult:
+    def reset(
+        self, path: Path | str, seed: str = DEFAULT_SEED, *, source: TemplateSource | None = None
+    ) -> ResetResult:
         """Restore ``path`` to the template through the online backup API."""
         path = Path(path)
-        copied = self._targets.restore(self.template(seed), path, deadline_s=self.deadline_s)
+        template = self.template(seed, source=source)
+        copied = self._targets.restore(template, path, deadline_s=self.deadline_s)
         return ResetResult(path=path, seed=seed, unchanged=not copied)
 
-    def fresh_worker_db(self, seed: str = DEFAULT_SEED) -> Path:
-        return self.reset(self.worker_db, seed).path
+    def fresh_worker_db(
+        self, seed: str = DEFAULT_SEED, *, source: TemplateSource | None = None
+    ) -> Path:
+        return self.reset(self.worker_db, seed, source=source).path
 
-    def connect(self, seed: str = DEFAULT_SEED) -> sqlite3.Connection:
+    def connect(
+        self, seed: str = DEFAULT_SEED, *, source: TemplateSource | None = None
+    ) -> sqlite3.Connection:
         """A private in-memory copy of the template (``deserialize``)."""
-        return self.template(seed).connect()
+        return self.template(seed, source=source).connect()
 
     def close(self) -> None:
         self._targets.close()

@@ -81,20 +81,23 @@ def _load_into_memory(path: Path, name: str) -> Template:
 
 
 class TemplateCache:
-    """Templates by seed name, each built at most once (per process, i.e. per xdist worker)."""
+    """Templates by source and seed, each built at most once per process (xdist worker)."""
 
     def __init__(self, build: Builder, workdir: Path) -> None:
         self._build = build
         self._workdir = workdir
-        self._templates: dict[str, Template] = {}
+        self._templates: dict[tuple[str, str], Template] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str = "default") -> Template:
+    def get(
+        self, name: str = "default", *, key: str = "", build: Builder | None = None
+    ) -> Template:
+        """The template for seed ``name``; ``key`` names another source built by ``build``."""
         with self._lock:
-            template = self._templates.get(name)
+            template = self._templates.get((key, name))
             if template is None:
-                template = build_template(self._build, self._workdir, name)
-                self._templates[name] = template
+                template = build_template(build or self._build, self._workdir, name)
+                self._templates[(key, name)] = template
             return template
 
     def close(self) -> None:
