@@ -140,8 +140,33 @@ def _holder_alive(pid: int, pid_started: float) -> bool:
 
 
 def open_fairness_db(path: Path) -> Database:
-    """The fairness database at ``path`` (created 0600 like the security database)."""
-    db = Database(path)
+    """The fairness database at ``path`` (created 0600 like the security database).
+
+    Its state is disposable, so it is written without fsync (``synchronous=OFF``); a file
+    an operating system crash has damaged is replaced by a new one.
+    """
+    try:
+        return _open(path)
+    except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise
+        log.warning("fairness database %s is damaged (%s): starting a new one", path, exc)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return _open(path)
+
+
+def _open(path: Path) -> Database:
+    db = Database(path, synchronous="OFF")
+    try:
+        _create_schema(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _create_schema(db: Database) -> None:
     with db.transaction() as conn:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
@@ -151,7 +176,6 @@ def open_fairness_db(path: Path) -> Database:
         for statement in _SCHEMA:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    return db
 
 
 @dataclass

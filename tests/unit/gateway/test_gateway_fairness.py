@@ -71,7 +71,7 @@ async def test_refused_requests_count_toward_the_rate_limit(make_gateway: MakeGa
 
 async def test_a_stream_holds_its_slot_until_it_ends(make_gateway: MakeGateway) -> None:
     gw = await make_gateway(
-        {HOST: await slow_stub(0.02)}, inference_url=UPSTREAM, max_concurrent_per_key=1
+        {HOST: await slow_stub(0.01)}, inference_url=UPSTREAM, max_concurrent_per_key=1
     )
     stream = asyncio.create_task(gw.chat(text=LONG, stream=True))
     await wait_in_flight(gw, 1)

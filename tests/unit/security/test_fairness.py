@@ -184,3 +184,14 @@ def test_the_file_is_private_and_state_from_another_version_is_dropped(tmp_path:
         assert db.query("SELECT * FROM buckets") == []
     finally:
         db.close()
+
+
+def test_a_damaged_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "fairness.db"
+    path.write_bytes(b"not a database at all, " * 100)
+    db = open_fairness_db(path)
+    try:
+        assert Fairness(db, "svc", limits(rate=1)).admit_sync("1", hold=False) is None
+    finally:
+        db.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
