@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -310,8 +311,17 @@ class ReleasingResponse(Response):
         self.inner = inner
         self.release = release
         self.status_code = inner.status_code
-        self.background = inner.background
         self.raw_headers = inner.raw_headers
+
+    # FastAPI hands a route's BackgroundTasks to the response it returns: they must reach
+    # the response that runs them.
+    @property  # type: ignore[override]
+    def background(self) -> BackgroundTask | None:
+        return self.inner.background
+
+    @background.setter
+    def background(self, value: BackgroundTask | None) -> None:
+        self.inner.background = value
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
