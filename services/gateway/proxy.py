@@ -26,7 +26,7 @@ from services.gateway.registry import AUTO_MODEL, ModelRegistry, ResolvedModel
 from services.gateway.selection import ModelKind
 from services.gateway.upstream import NoBackendAvailable, UpstreamPool, UpstreamResponse
 from services.security.audit import AuditEntry
-from services.security.fairness import Fairness, Lease, LimitExceeded
+from services.security.fairness import Fairness, FairnessUnavailable, Lease, LimitExceeded
 from services.security.http_auth import audit
 from services.security.rbac import Principal
 
@@ -294,7 +294,7 @@ async def admit(fairness: Fairness, principal: Principal) -> Lease | None:
     GATEWAY_MAX_CONCURRENT_PER_KEY): a lease to release, or ApiError 429."""
     try:
         return await fairness.admit(str(principal.user_id))
-    except LimitExceeded as exc:
+    except (LimitExceeded, FairnessUnavailable) as exc:
         raise exc.api_error() from None
 
 

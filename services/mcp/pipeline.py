@@ -1,9 +1,9 @@
 """The one path every tool call takes, over REST and over MCP alike.
 
 authenticate (done by the caller) → rate and concurrency limits → authorise the role →
-validate arguments (schema, then size limits) → approval (create a request, or consume an
-approved one) → execute with a timeout → audit → metrics. Each call writes exactly one audit row,
-whatever its outcome; if that row cannot be written the call fails.
+validate arguments (schema, then size limits) → approval (create a request, or consume
+an approved one) → execute with a timeout → audit → metrics. Each call writes exactly
+one audit row, whatever its outcome; if that row cannot be written the call fails.
 
 The per-key rate and concurrency limits (services/security/fairness.py) come first,
 right after authentication: every call counts, refused ones too, and a call refused by
@@ -31,7 +31,7 @@ from services.mcp.sandbox import Workspace
 from services.mcp.settings import McpSettings
 from services.mcp.tools.base import ToolContext, ToolError, ToolSpec
 from services.security.audit import AuditEntry, AuditLog, AuditWriteError
-from services.security.fairness import Fairness, Lease, LimitExceeded
+from services.security.fairness import Fairness, FairnessUnavailable, Lease, LimitExceeded
 from services.security.policy import tool_permission
 from services.security.rbac import AccessControl, Principal
 
@@ -181,6 +181,8 @@ class ToolPipeline:
             return await call.refuse(
                 "rate_limited", CallError(429, exc.code, exc.message, headers=exc.headers)
             )
+        except FairnessUnavailable as exc:
+            return await call.refuse("error", CallError(503, exc.code, exc.message))
 
     async def _checked_call(
         self,

@@ -86,6 +86,22 @@ class LimitExceeded(Exception):
         return ApiError(429, self.message, code=self.code, headers=self.headers)
 
 
+class FairnessUnavailable(Exception):
+    """The fairness database cannot be written: the call is refused with 503."""
+
+    code = "fairness_unavailable"
+
+    def __init__(self, path: Path, exc: sqlite3.Error) -> None:
+        self.message = (
+            f"the per-key limits cannot be checked ({path}: {exc}); check that the data"
+            " directory is writable and the disk is not full"
+        )
+        super().__init__(self.message)
+
+    def api_error(self) -> ApiError:
+        return ApiError(503, self.message, code=self.code, headers={"Retry-After": "5"})
+
+
 @dataclass(frozen=True)
 class FairnessLimits:
     """The limits and the names of the settings that set them (for error messages)."""
@@ -218,6 +234,18 @@ class Fairness:
         Raises :class:`LimitExceeded`. A call refused by the concurrency limit still
         counts against the rate: refused calls are not free.
         """
+        try:
+            lease = self._admit(key, hold)
+        except sqlite3.Error as exc:
+            # Not admitted unchecked: a broken database must not switch the limits off.
+            raise FairnessUnavailable(self.db.path, exc) from exc
+        if lease is not None:
+            with self._lock:
+                self._held.add(lease.id)
+                self._set_gauge()
+        return lease
+
+    def _admit(self, key: str, hold: bool) -> Lease | None:
         now = self.clock()
         refused: LimitExceeded | None = None
         lease: Lease | None = None
@@ -251,10 +279,6 @@ class Fairness:
             if self.metrics is not None:
                 self.metrics.refused.labels(self.scope, refused.limit).inc()
             raise refused
-        if lease is not None:
-            with self._lock:
-                self._held.add(lease.id)
-                self._set_gauge()
         return lease
 
     def release_sync(self, lease: Lease | None) -> None:
@@ -265,8 +289,13 @@ class Fairness:
                 return  # released already
             self._held.discard(lease.id)
             self._set_gauge()
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM leases WHERE id = ?", (lease.id,))
+        try:
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM leases WHERE id = ?", (lease.id,))
+        except sqlite3.Error as exc:
+            # No longer renewed, the lease expires within lease_ttl: log, do not fail the
+            # call that has already been answered.
+            log.warning("could not release a fairness lease (it expires by itself): %s", exc)
 
     def renew_sync(self) -> None:
         """Push the expiry of every lease this process holds ``lease_ttl`` ahead."""

@@ -124,3 +124,11 @@ async def test_forwarded_routes_are_limited_too(make_gateway: MakeGateway) -> No
     assert_429(limited, "rate_limited", "GATEWAY_RATE_LIMIT_PER_MINUTE")
     assert limited.headers["connection"] == "close"  # the body was never read
     await wait_in_flight(gw, 0)
+
+
+async def test_a_broken_fairness_database_is_503_not_unlimited(make_gateway: MakeGateway) -> None:
+    gw = await make_gateway({HOST: create_stub_app()}, inference_url=UPSTREAM)
+    gw.app.state.fairness.db.connection().execute("DROP TABLE buckets")
+    response = await gw.chat()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "fairness_unavailable"

@@ -106,3 +106,12 @@ async def test_concurrent_calls_of_one_key_are_capped(make_env) -> None:
     assert [r.status_code for r in await asyncio.gather(*running, other)] == [200, 200, 200]
     assert await sample(env, "fairness_in_flight", service="mcp") == 0
     assert (await env.call("system_info", "d", "developer")).status_code == 200
+
+
+async def test_a_broken_fairness_database_is_503_and_audited(env) -> None:
+    env.app.state.pipeline.fairness.db.connection().execute("DROP TABLE buckets")
+    response = await env.call("system_info", "d", "developer")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "fairness_unavailable"
+    row = env.db.query_one("SELECT outcome, status FROM audit_log ORDER BY id DESC LIMIT 1")
+    assert tuple(row) == ("error", 503)

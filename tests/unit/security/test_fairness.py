@@ -19,6 +19,7 @@ from services.security.fairness import (
     Fairness,
     FairnessLimits,
     FairnessMetrics,
+    FairnessUnavailable,
     LimitExceeded,
     open_fairness_db,
 )
@@ -195,3 +196,16 @@ def test_a_damaged_file_is_replaced(tmp_path: Path) -> None:
     finally:
         db.close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_broken_database_refuses_calls_and_never_fails_a_release(db: Database) -> None:
+    fairness = Fairness(db, "svc", limits(rate=10, concurrent=2))
+    lease = fairness.admit_sync("1")
+    db.connection().execute("DROP TABLE leases")
+    fairness.release_sync(lease)  # logged; the lease would expire by itself
+    db.connection().execute("DROP TABLE buckets")
+    with pytest.raises(FairnessUnavailable) as caught:
+        fairness.admit_sync("1")
+    error = caught.value.api_error()
+    assert (error.status, error.code) == (503, "fairness_unavailable")
+    assert "writable" in error.message
