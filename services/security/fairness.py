@@ -146,7 +146,7 @@ def _holder_alive(pid: int, pid_started: float) -> bool:
         process = psutil.Process(pid)
         # A killed child its parent has not reaped yet is a zombie: it holds nothing.
         return (
-            abs(process.create_time() - pid_started) < 0.01
+            abs(process.create_time() - pid_started) < 0.5
             and process.status() != psutil.STATUS_ZOMBIE
         )
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
