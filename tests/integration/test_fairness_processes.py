@@ -16,12 +16,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
 from services.security.fairness import Fairness, FairnessLimits, LimitExceeded, open_fairness_db
+from tests.support.keys import make_key
+from tests.support.live import free_port
+from tests.support.processes import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+# The caller's settings must not leak into the service processes (a backend, limits).
+SETTINGS_PREFIXES = ("AI_SUITE_", "GATEWAY_", "INFERENCE_", "MODEL_", "UPSTREAM_", "BREAKER_")
 
 
 class Workers:
@@ -105,3 +111,56 @@ def test_leases_of_a_killed_process_are_reclaimed(workers: Workers) -> None:
             fairness.release_sync(lease)
     finally:
         db.close()
+
+
+def test_two_gateway_processes_share_one_rate_limit(tmp_path: Path) -> None:
+    # Two real gateway processes on one data directory, as two workers or replicas of the
+    # service would run. 2 requests a minute: no token comes back during the test.
+    data = tmp_path / "data"
+    key = make_key(data / "security.db", "viewer-user", "viewer")
+    procs, urls = [], []
+    try:
+        for _ in range(2):
+            port = free_port()
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)},
+                "AI_SUITE_DATA_DIR": str(data),
+                "AI_SUITE_HOST": "127.0.0.1",
+                "GATEWAY_PORT": str(port),
+                "GATEWAY_RATE_LIMIT_PER_MINUTE": "2",
+            }
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "services.gateway"],
+                    cwd=REPO,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            assert wait_until(lambda url=url: _healthy(url), timeout=60), f"{url} did not start"
+        headers = {"Authorization": f"Bearer {key}"}
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            statuses = [
+                client.post(
+                    f"{urls[i % 2]}/v1/chat/completions", json=body, headers=headers
+                ).status_code
+                for i in range(6)
+            ]
+        # No backend is configured: an admitted request is 503, a refused one 429.
+        assert statuses == [503, 503, 429, 429, 429, 429], statuses
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
