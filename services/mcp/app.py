@@ -19,13 +19,13 @@ from services.mcp.approvals import ApprovalMetrics, ApprovalStore, ApprovalSweep
 from services.mcp.box import Box
 from services.mcp.pipeline import ToolMetrics, ToolPipeline
 from services.mcp.protocol import McpProtocol
-from services.mcp.ratelimit import RateLimiter
 from services.mcp.rest import approvals_router, tools_router
 from services.mcp.sandbox import Workspace
 from services.mcp.settings import McpSettings
 from services.mcp.tools import build_tools
 from services.security.bootstrap import secure_service_app
 from services.security.db import Database
+from services.security.fairness import Fairness, FairnessMetrics, open_fairness_db
 
 SERVICE = "mcp"
 log = logging.getLogger("ai_suite.mcp")
@@ -45,6 +45,7 @@ def create_app(
     database = db or Database(settings.security_db_path)
     workspace = Workspace(settings.workspace_roots)
     box = Box(settings)
+    fairness_db = open_fairness_db(settings.fairness_db_path)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +55,7 @@ def create_app(
         if unboxed:
             log.error("run_command will be refused: %s", unboxed)
         sweeper_task = asyncio.create_task(sweeper.run(), name="approval-sweeper")
+        leases_task = asyncio.create_task(fairness.run(), name="fairness-leases")
         try:
             async with protocol.session_manager.run():
                 log.info(
@@ -63,9 +65,11 @@ def create_app(
                 )
                 yield
         finally:
-            sweeper_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper_task
+            for task in (sweeper_task, leases_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            fairness_db.close()
             if owns_client:
                 await client.aclose()
             if owns_db:
@@ -89,6 +93,12 @@ def create_app(
     sweeper = ApprovalSweeper(
         approvals, min(settings.approval_sweep_seconds, settings.approval_ttl_seconds)
     )
+    fairness = Fairness(
+        fairness_db,
+        SERVICE,
+        settings.fairness_limits,
+        metrics=FairnessMetrics(parts.registry, SERVICE),
+    )
     pipeline = ToolPipeline(
         settings=settings,
         tools=build_tools(),
@@ -98,7 +108,7 @@ def create_app(
         workspace=workspace,
         http_client=client,
         metrics=ToolMetrics(parts.registry),
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        fairness=fairness,
         started=time.monotonic(),
     )
     protocol = McpProtocol(pipeline, security.access, app.state.auth_metrics, settings.host)
