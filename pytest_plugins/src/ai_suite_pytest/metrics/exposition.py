@@ -199,6 +199,31 @@ class Snapshot:
         return view
 
 
+_SAMPLE_NAME = re.compile(r"[^{\s]+")
+
+
+def changed_views(before: Snapshot, after: Snapshot) -> tuple[Snapshot, Snapshot]:
+    """``before`` and ``after`` cut down to the families with a sample line that changed.
+
+    Two scrapes of the same process differ in a few lines; a set difference of the
+    raw lines (a C operation) finds them without parsing the rest. Snapshots that
+    were not read from text are returned whole.
+    """
+    if before.text is None or after.text is None:
+        return before, after
+    added = set(after.text.split("\n")) - set(before.text.split("\n"))
+    names = set()
+    for line in added:
+        line = line.strip()
+        if line and line[0] != "#" and (match := _SAMPLE_NAME.match(line)):
+            names.add(match.group(0).strip('"'))
+    if not names:
+        empty = Snapshot({}, after.taken_at)
+        empty.origin = after
+        return Snapshot({}, before.taken_at), empty
+    return before.view(sorted(names)), after.view(sorted(names))
+
+
 def _owner(families: dict[str, Family], name: str) -> Family | None:
     if name in families:
         return families[name]
