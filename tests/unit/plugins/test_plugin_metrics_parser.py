@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from ai_suite_pytest.metrics.cardinality import new_series
+from ai_suite_pytest.metrics.coverage import changed_series
 from ai_suite_pytest.metrics.exposition import (
     Snapshot,
     family_prefixes,
@@ -179,3 +181,14 @@ def test_a_view_parses_only_the_named_families() -> None:
     assert lazy._families is None  # the whole text was never parsed
     assert lazy.family_of("nope") is None
     assert lazy.series_count() == parse_text(HANDWRITTEN).series_count()
+
+
+@given(registries(), registries(), st.booleans())
+def test_the_line_diff_finds_what_a_whole_diff_finds(first, second, same: bool) -> None:
+    # Two unrelated expositions stress it more than two scrapes of one process would.
+    before_text = generate_latest(first).decode()
+    after_text = before_text if same else generate_latest(second).decode()
+    eager = (parse_text(before_text), parse_text(after_text))
+    lazy = (Snapshot.from_text(before_text), Snapshot.from_text(after_text))
+    assert changed_series(*lazy) == changed_series(*eager)
+    assert new_series(*lazy) == new_series(*eager)

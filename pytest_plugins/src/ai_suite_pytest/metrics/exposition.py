@@ -128,6 +128,7 @@ class Snapshot:
         self._families = families
         self._by_sample: dict[str, str] | None = None
         self._loaded: dict[tuple[str, ...], dict[str, Family]] = {}
+        self._type_map: dict[str, str] | None = None
         self.origin: Snapshot = self  # a view points at the snapshot it was cut from
 
     @classmethod
@@ -174,6 +175,33 @@ class Snapshot:
             return None
         return family.samples.get((name, labels_key(labels)))
 
+    def _types(self) -> dict[str, str]:
+        """Family name -> type, from the ``# TYPE`` lines (cached)."""
+        if self._type_map is None:
+            self._type_map = _type_lines(self.text or "")
+        return self._type_map
+
+    def _located(self, prefixes: tuple[str, ...], lines: Iterable[str]) -> list[_RawFamily]:
+        """Raw families of ``prefixes`` (from the TYPE lines) holding only ``lines``.
+
+        Each line goes to its family by its sample name and the declared types, so
+        nothing else of the text is read. The result equals a filtered ``_scan`` for
+        any exposition that keeps each family's lines together, as the format requires.
+        """
+        types = self._types()
+        raw: dict[str, _RawFamily] = {
+            name: (name, "", typ, []) for name, typ in types.items() if name.startswith(prefixes)
+        }
+        for line in lines:
+            sample = _parse_sample(line)
+            if not sample[0].startswith(prefixes):
+                continue
+            family = _family_for(sample[0], types)
+            if family not in raw:
+                raw[family] = (family, "", "untyped", [])
+            raw[family][3].append(sample)
+        return list(raw.values())
+
     def _load(self, prefixes: tuple[str, ...]) -> dict[str, Family]:
         """Every family whose name starts with one of ``prefixes``, complete (cached)."""
         if prefixes not in self._loaded:
@@ -189,11 +217,18 @@ class Snapshot:
         if self._families is not None:
             return self
         prefixes = tuple(dict.fromkeys(p for n in names for p in family_prefixes(n)))
+        text = self.text or ""
         if not labels:
             families = self._load(prefixes)
         else:
             needles = tuple(f'"{escape_label_value(str(v))}"' for v in labels.values())
-            families = _build(_scan(self.text or "", prefixes, needles), partial=True)
+            try:
+                if not _plain_text(text):
+                    raise _Unusual
+                raw = self._located(prefixes, _lines_with(text, needles, prefixes))
+            except _Unusual:
+                raw = _scan(text, prefixes, needles)
+            families = _build(raw, partial=True)
         view = Snapshot(dict(families), self.taken_at)
         view.origin = self
         return view
@@ -203,25 +238,39 @@ _SAMPLE_NAME = re.compile(r"[^{\s]+")
 
 
 def changed_views(before: Snapshot, after: Snapshot) -> tuple[Snapshot, Snapshot]:
-    """``before`` and ``after`` cut down to the families with a sample line that changed.
+    """``before`` and ``after`` cut down to the sample lines that differ between them.
 
     Two scrapes of the same process differ in a few lines; a set difference of the
-    raw lines (a C operation) finds them without parsing the rest. Snapshots that
+    raw lines (a C operation) finds them, and only those lines are parsed (a changed
+    series has its old line in ``before``'s view, a new one none). Snapshots that
     were not read from text are returned whole.
     """
     if before.text is None or after.text is None:
         return before, after
-    added = set(after.text.split("\n")) - set(before.text.split("\n"))
+    old, new = set(_lines(before.text)), set(_lines(after.text))
+    added, removed = new - old, old - new
     names = set()
     for line in added:
-        line = line.strip()
         if line and line[0] != "#" and (match := _SAMPLE_NAME.match(line)):
-            names.add(match.group(0).strip('"'))
-    if not names:
-        empty = Snapshot({}, after.taken_at)
-        empty.origin = after
-        return Snapshot({}, before.taken_at), empty
-    return before.view(sorted(names)), after.view(sorted(names))
+            names.add(match.group(0))
+    prefixes = tuple(dict.fromkeys(p for n in sorted(names) for p in family_prefixes(n)))
+    views = []
+    for snapshot, lines in ((before, removed), (after, added)):
+        text = snapshot.text or ""
+        families: dict[str, Family] = {}
+        if names:
+            try:
+                if not _plain_text(text):
+                    raise _Unusual
+                samples = [line.strip() for line in lines if line and line[0] != "#"]
+                raw = snapshot._located(prefixes, samples)
+            except _Unusual:
+                raw = _scan(text, prefixes, only=lines)
+            families = _build(raw, partial=True)
+        view = Snapshot(families, snapshot.taken_at)
+        view.origin = snapshot
+        views.append(view)
+    return views[0], views[1]
 
 
 def _owner(families: dict[str, Family], name: str) -> Family | None:
@@ -245,25 +294,35 @@ def _allowed(name: str, typ: str) -> tuple[str, ...]:
     return tuple(name + s for s in _ALLOWED_SUFFIXES.get(typ, ("",)))
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of ``text`` as prometheus_client reads them (split on \\n only, stripped)."""
+    if "\r" in text or "\n " in text or "\n\t" in text or text[:1].isspace():
+        return [line.strip() for line in text.split("\n")]
+    return text.split("\n")  # nothing to strip: skip a Python call per line
+
+
 def _scan(
-    text: str, prefixes: tuple[str, ...] | None = None, needles: tuple[str, ...] = ()
+    text: str,
+    prefixes: tuple[str, ...] | None = None,
+    needles: tuple[str, ...] = (),
+    only: set[str] | None = None,
 ) -> list[_RawFamily]:
     """Raw families of ``text``; with ``prefixes``, only those whose name starts with one.
 
     Lines of other families are skipped after one ``startswith`` (a C call), which
-    is what makes a filtered parse of a large exposition cheap. With ``needles``,
-    a sample line of a wanted family is parsed only if it contains every needle.
+    is what makes a filtered parse of a large exposition cheap. A sample line of a
+    wanted family is parsed only if it contains every one of ``needles``, and, with
+    ``only``, only if it is one of those lines.
     """
-    if "\r" in text or "\n " in text or "\n\t" in text or text[:1].isspace():
-        lines: list[str] = [line.strip() for line in text.split("\n")]
-    else:
-        lines = text.split("\n")
     wanted: tuple[str, ...] = prefixes if prefixes is not None else ("",)
+    filtered = bool(needles) or only is not None
+    needle = needles[0] if len(needles) == 1 else None
     families: list[_RawFamily] = []
     name = ""  # current family, as prometheus_client's parser tracks it
     doc = ""
     typ = "untyped"
     allowed: tuple[str, ...] = ()
+    owned: tuple[str, ...] = ()  # how the lines of allowed samples start
     samples: list[_RawSample] = []
     keep = False  # the current family is wanted
 
@@ -271,7 +330,7 @@ def _scan(
         if name and keep:
             families.append((name, doc, typ, samples))
 
-    for line in lines:
+    for line in _lines(text):
         if not line:
             continue
         if line[0] == "#":
@@ -280,11 +339,12 @@ def _scan(
                 continue  # a plain comment, or a HELP/TYPE without a name
             kind, candidate, rest = comment.groups()
             if candidate[:1] == '"':  # a quoted (UTF-8) name: prometheus_client's own code
-                return _scan_slowly(text, prefixes, needles)
+                return _scan_slowly(text, prefixes)
             if candidate != name:
                 close()
                 name, doc, typ, samples = candidate, "", "untyped", []
                 allowed = (candidate,)
+                owned = _starts(allowed)
                 keep = candidate.startswith(wanted)
             if kind == "HELP":
                 doc = _HELP_UNESCAPE.sub(_unescape, rest) if rest else ""
@@ -293,37 +353,102 @@ def _scan(
                     raise ValueError(f"TYPE line without a type: {line!r}")
                 typ = rest
                 allowed = _allowed(name, typ)
+                owned = _starts(allowed)
             continue
         if not line.startswith(wanted):
             if keep:  # a foreign sample ends the current family (interleaved text)
                 close()
-                name, doc, typ, samples, allowed, keep = "", "", "untyped", [], (), False
+                name, doc, typ, samples, allowed, owned, keep = "", "", "untyped", [], (), (), False
             continue
-        if needles and keep and not all(n in line for n in needles) and _owned(line, allowed):
-            continue  # one of ours that cannot carry the labels: skipped unparsed
+        if filtered and keep:
+            if only is not None:
+                fits = line in only
+            elif needle is not None:
+                fits = needle in line
+            else:
+                fits = all(map(line.__contains__, needles))
+            if not fits and line.startswith(owned):
+                continue  # one of ours that cannot match: skipped unparsed
         try:
             sample = _parse_sample(line)
         except _Unusual:
-            return _scan_slowly(text, prefixes, needles)
+            return _scan_slowly(text, prefixes)
         if sample[0] in allowed:
             if keep:
                 samples.append(sample)
             continue
         # Not the current family's: prometheus_client yields it as an untyped singleton.
         close()
-        name, doc, typ, samples, allowed, keep = "", "", "untyped", [], (), False
-        if not needles or all(n in line for n in needles):
-            families.append((sample[0], "", "untyped", [sample]))
+        name, doc, typ, samples, allowed, owned, keep = "", "", "untyped", [], (), (), False
+        families.append((sample[0], "", "untyped", [sample]))
     close()
     return families
 
 
-def _owned(line: str, allowed: tuple[str, ...]) -> bool:
-    """Whether the sample on ``line`` is called one of ``allowed`` (without parsing it)."""
-    for name in allowed:
-        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ", "\t"):
-            return True
-    return False
+_PADDED = re.compile(r"\n[ \t]")
+
+
+def _plain_text(text: str) -> bool:
+    """No padded line, so a line of family ``x`` starts with ``x`` (the located parse).
+
+    Quoted (UTF-8) names make ``_parse_sample`` raise ``_Unusual`` instead, and the
+    caller falls back to ``_scan``; CR line ends are whitespace to the value parser.
+    """
+    return not (text[:1].isspace() or _PADDED.search(text))
+
+
+def _type_lines(text: str) -> dict[str, str]:
+    """``# TYPE`` declarations; the first one of a name counts. A label value cannot hold a
+    raw newline, so "\\n# TYPE " only occurs at the start of a line."""
+    types: dict[str, str] = {}
+    chunks = text.split("\n# TYPE ")
+    if text.startswith("# TYPE "):
+        chunks[0] = chunks[0][len("# TYPE ") :]
+    else:
+        chunks = chunks[1:]
+    for chunk in chunks:
+        head = chunk.split("\n", 1)[0].split()
+        if len(head) >= 2:
+            types.setdefault(head[0], head[1])
+    return types
+
+
+def _family_for(sample: str, types: dict[str, str]) -> str:
+    """The family a sample called ``sample`` belongs to, by prometheus_client's rules."""
+    typ = types.get(sample)
+    if typ is not None and typ != "histogram":  # a histogram owns no sample of its own name
+        return sample
+    for suffix in ("_bucket", "_count", "_sum"):
+        if sample.endswith(suffix):
+            base = sample[: -len(suffix)]
+            owner = types.get(base)
+            if owner == "histogram" or (owner == "summary" and suffix != "_bucket"):
+                return base
+    return sample  # not declared: an untyped family of its own
+
+
+def _lines_with(text: str, needles: tuple[str, ...], prefixes: tuple[str, ...]) -> list[str]:
+    """Sample lines starting with one of ``prefixes`` and holding every needle.
+
+    Found by searching for the first needle (C), not by reading every line.
+    """
+    first, rest = needles[0], needles[1:]
+    found: list[str] = []
+    pos = text.find(first)
+    while pos != -1:
+        start = text.rfind("\n", 0, pos) + 1
+        end = text.find("\n", pos)
+        if end == -1:
+            end = len(text)
+        line = text[start:end]
+        if line.startswith(prefixes) and all(n in line for n in rest):
+            found.append(line)
+        pos = text.find(first, end)
+    return found
+
+
+def _starts(allowed: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name + end for name in allowed for end in ("{", " ", "\t"))
 
 
 class _Unusual(Exception):
@@ -396,9 +521,7 @@ def _parse_sample(line: str) -> _RawSample:
     return name, key_labels, _value(tail, line)
 
 
-def _scan_slowly(
-    text: str, prefixes: tuple[str, ...] | None, needles: tuple[str, ...]
-) -> list[_RawFamily]:
+def _scan_slowly(text: str, prefixes: tuple[str, ...] | None) -> list[_RawFamily]:
     """prometheus_client's parser, for syntax our line parser leaves to it (UTF-8 names)."""
     from prometheus_client.parser import text_string_to_metric_families
 
