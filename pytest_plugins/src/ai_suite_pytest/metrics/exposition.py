@@ -129,6 +129,7 @@ class Snapshot:
         self._by_sample: dict[str, str] | None = None
         self._loaded: dict[tuple[str, ...], dict[str, Family]] = {}
         self._type_map: dict[str, str] | None = None
+        self._plain_text: bool | None = None
         self.origin: Snapshot = self  # a view points at the snapshot it was cut from
 
     @classmethod
@@ -174,6 +175,11 @@ class Snapshot:
         if family is None:
             return None
         return family.samples.get((name, labels_key(labels)))
+
+    def _plain(self) -> bool:
+        if self._plain_text is None:
+            self._plain_text = _plain_text(self.text or "")
+        return self._plain_text
 
     def _types(self) -> dict[str, str]:
         """Family name -> type, from the ``# TYPE`` lines (cached)."""
@@ -223,7 +229,7 @@ class Snapshot:
         else:
             needles = tuple(f'"{escape_label_value(str(v))}"' for v in labels.values())
             try:
-                if not _plain_text(text):
+                if not self._plain():
                     raise _Unusual
                 raw = self._located(prefixes, _lines_with(text, needles, prefixes))
             except _Unusual:
@@ -240,15 +246,24 @@ _SAMPLE_NAME = re.compile(r"[^{\s]+")
 def changed_views(before: Snapshot, after: Snapshot) -> tuple[Snapshot, Snapshot]:
     """``before`` and ``after`` cut down to the sample lines that differ between them.
 
-    Two scrapes of the same process differ in a few lines; a set difference of the
-    raw lines (a C operation) finds them, and only those lines are parsed (a changed
+    Two scrapes of the same process differ in a few lines; comparing the raw lines
+    pairwise (same count) or as sets finds them, and only those lines are parsed (a changed
     series has its old line in ``before``'s view, a new one none). Snapshots that
     were not read from text are returned whole.
     """
     if before.text is None or after.text is None:
         return before, after
-    old, new = set(_lines(before.text)), set(_lines(after.text))
-    added, removed = new - old, old - new
+    if before.text == after.text:  # one C comparison
+        return Snapshot({}, before.taken_at), _empty_view(after)
+    old_lines, new_lines = before.text.split("\n"), after.text.split("\n")
+    if len(old_lines) == len(new_lines):  # values changed, no series came or went
+        pairs = [(a, b) for a, b in zip(old_lines, new_lines, strict=True) if a != b]
+        removed = {a.strip() for a, _ in pairs}
+        added = {b.strip() for _, b in pairs}
+    else:
+        old, new = set(old_lines), set(new_lines)
+        added = {line.strip() for line in new - old}
+        removed = {line.strip() for line in old - new}
     names = set()
     for line in added:
         if line and line[0] != "#" and (match := _SAMPLE_NAME.match(line)):
@@ -260,7 +275,7 @@ def changed_views(before: Snapshot, after: Snapshot) -> tuple[Snapshot, Snapshot
         families: dict[str, Family] = {}
         if names:
             try:
-                if not _plain_text(text):
+                if not snapshot._plain():
                     raise _Unusual
                 samples = [line.strip() for line in lines if line and line[0] != "#"]
                 raw = snapshot._located(prefixes, samples)
@@ -271,6 +286,12 @@ def changed_views(before: Snapshot, after: Snapshot) -> tuple[Snapshot, Snapshot
         view.origin = snapshot
         views.append(view)
     return views[0], views[1]
+
+
+def _empty_view(origin: Snapshot) -> Snapshot:
+    view = Snapshot({}, origin.taken_at)
+    view.origin = origin
+    return view
 
 
 def _owner(families: dict[str, Family], name: str) -> Family | None:
