@@ -159,3 +159,19 @@ def test_an_unscoped_check_on_a_shared_service_is_refused() -> None:
         assert metrics.watch(registry, shared=True).shared
     finally:
         metrics.close()
+
+
+def test_an_unscoped_delta_on_a_shared_service_says_why() -> None:
+    registry = CollectorRegistry()
+    jobs = Counter("jobs_total", "Jobs.", ["route"], registry=registry)
+    metrics = Metrics()
+    try:
+        watch = metrics.watch(registry, shared=True)
+        jobs.labels("/a").inc()
+        with pytest.raises(AssertionError, match="without labels cannot be trusted on registry"):
+            watch.assert_counter_delta("jobs_total", delta=1, aggregate=True)
+        with pytest.raises(AssertionError, match=r"mark the test @pytest\.mark\.stack_exclusive"):
+            watch.counter_delta("jobs_total")
+        watch.assert_counter_delta("jobs_total", {"route": "/a"}, delta=1)
+    finally:
+        metrics.close()

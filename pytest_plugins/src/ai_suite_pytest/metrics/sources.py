@@ -151,7 +151,9 @@ class UrlSource:
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             self._conn = None
-            if reused:  # the server closed the idle connection: once more on a new one
+            if reused and not isinstance(exc, TimeoutError):
+                # The server closed the idle connection: once more on a new one (not after
+                # a timeout, which would only double the wait).
                 return self._get()
             raise ScrapeError(f"cannot scrape {self.url}: {exc}") from exc
         if response.will_close:

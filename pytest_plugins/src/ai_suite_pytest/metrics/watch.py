@@ -62,7 +62,21 @@ class Watch:
 
     # assertions --------------------------------------------------------------------------
 
+    def _scoped(self, name: str, labels: LabelArg) -> None:
+        """A delta without labels on a shared service counts other workers' requests too."""
+        __tracebackhide__ = True
+        if self.shared and not labels:
+            raise assertions.MetricsAssertionError(
+                f"a delta of {name} without labels cannot be trusted on {self.source.name}: "
+                "other xdist workers' tests use it too, and their requests would count as "
+                "this test's. Pass labels that only this test's requests carry, mark the test "
+                "@pytest.mark.stack_exclusive (it then runs while no other test uses the "
+                "stack), or pass shared=False to metrics.watch() when the service is this "
+                "test's own."
+            )
+
     def counter_delta(self, name: str, labels: LabelArg = None, *, aggregate: bool = False):
+        self._scoped(name, labels)
         return assertions.counter_delta(
             self.before, self.scrape(), name, labels, aggregate=aggregate, history=self.history()
         )
@@ -71,6 +85,7 @@ class Watch:
         self, name: str, labels: LabelArg = None, *, delta: float, aggregate: bool = False
     ) -> None:
         __tracebackhide__ = True
+        self._scoped(name, labels)
         after = self.scrape()
         assertions.assert_counter_delta(
             self.before,
@@ -92,6 +107,7 @@ class Watch:
         aggregate: bool = False,
     ) -> assertions.HistogramDelta:
         __tracebackhide__ = True
+        self._scoped(name, labels)
         return assertions.assert_histogram(
             self.before,
             self.scrape(),
