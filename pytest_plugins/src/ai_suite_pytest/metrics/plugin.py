@@ -160,9 +160,12 @@ def metrics(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iter
     # the test is stack_exclusive (it then runs while no other test uses the stack).
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     exclusive = request.node.get_closest_marker("stack_exclusive") is not None
+    contract = state.contract()
     manager = Metrics(
-        contract=state.contract(),
-        coverage=state.coverage,
+        contract=contract,
+        # Coverage is reported against a contract only: without one, a watch's close
+        # does not scrape once more for it.
+        coverage=state.coverage if contract is not None else None,
         shared_urls=bool(worker) and not exclusive,
     )
     yield manager
