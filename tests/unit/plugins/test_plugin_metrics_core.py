@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
 from pathlib import Path
 
-import httpx
 import pytest
 from ai_suite_pytest.metrics import (
     CardinalityError,
@@ -219,17 +219,33 @@ def test_asgi_and_url_sources(registry, requests) -> None:
         source_for(3)
 
 
-def test_url_source_reports_http_errors() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(503, text="not ready")
+async def _answer_503(scope, receive, send) -> None:
+    assert (await receive())["type"] == "http.request"
+    headers = [(b"content-type", b"text/plain; charset=latin-1")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": "not r\xe9ady".encode("latin-1")})
 
-    source = source_for("http://svc:1", service="svc")
-    source._client = httpx.Client(transport=httpx.MockTransport(handler))  # type: ignore[attr-defined]
-    try:
-        with pytest.raises(ScrapeError, match="answered 503"):
-            source.scrape()
-    finally:
-        source.close()
+
+async def _raise(scope, receive, send) -> None:
+    raise RuntimeError("boom")
+
+
+async def _never_answer(scope, receive, send) -> None:
+    return None
+
+
+def test_asgi_source_reports_status_errors_and_app_failures() -> None:
+    for app, message in [
+        (_answer_503, "answered 503: 'not r\xe9ady'"),
+        (_raise, "cannot scrape app function/metrics: RuntimeError('boom')"),
+        (_never_answer, "returned without starting a response"),
+    ]:
+        source = source_for(app, service=None)
+        try:
+            with pytest.raises(ScrapeError, match=re.escape(message)):
+                source.scrape()
+        finally:
+            source.close()
 
 
 CONTRACT = {

@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ai_suite_pytest.metrics.contract import Contract
-from ai_suite_pytest.metrics.exposition import Labels, Snapshot
+from ai_suite_pytest.metrics.exposition import Labels, Snapshot, changed_views
 
 
 def changed_series(before: Snapshot, after: Snapshot) -> dict[str, set[Labels]]:
-    """Family name -> label sets (without ``le``/``quantile``) whose samples changed."""
+    """Family name -> label sets (without ``le``/``quantile``) whose samples changed.
+
+    Only the families with a changed line are parsed (``changed_views``).
+    """
     changed: dict[str, set[Labels]] = {}
+    before, after = changed_views(before, after)
     old = before.samples
     for name, family in after.families.items():
         for key, value in family.samples.items():

@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from prometheus_client.parser import text_string_to_metric_families
-
 _CAMEL = re.compile(r"[a-z][A-Z]")
 _TYPES_IN_NAME = ("counter", "gauge", "summary", "histogram", "gauge_histogram")
 _BASE_UNITS = {
@@ -94,6 +92,8 @@ def _unit_of(name: str) -> tuple[str, str] | None:
 
 
 def _families(text: str) -> list[_Family]:
+    from prometheus_client.parser import text_string_to_metric_families
+
     helps: set[str] = set()
     types: dict[str, str] = {}
     for line in text.splitlines():

@@ -1,7 +1,9 @@
 """A watch on one exposition for the length of a test: baseline, assertions, background.
 
 ``Metrics.watch(target)`` takes the "before" snapshot at once; every assertion
-scrapes a fresh "after" snapshot and compares it with the baseline.
+scrapes a fresh "after" snapshot and compares it with the baseline. Text scrapes
+keep their raw text: an assertion parses only the families it names, in the
+baseline and in the new scrape, when it is made.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ai_suite_pytest.metrics.coverage import CoverageData
 from ai_suite_pytest.metrics.exposition import Snapshot
 from ai_suite_pytest.metrics.lint import Problem, lint
 from ai_suite_pytest.metrics.scraper import BackgroundScraper, Scrape
-from ai_suite_pytest.metrics.sources import Source, source_for
+from ai_suite_pytest.metrics.sources import Source, UrlSource, source_for
 
 LabelArg = Mapping[str, str] | None
 
@@ -30,8 +32,11 @@ class Watch:
         contract: Contract | None = None,
         coverage: CoverageData | None = None,
         owns_source: bool = True,
+        shared: bool = False,
     ) -> None:
         self.source = source
+        # Other xdist workers' tests scrape and drive the same service (cardinality).
+        self.shared = shared
         self.contract = contract
         self._coverage = coverage
         self._owns_source = owns_source
@@ -46,6 +51,10 @@ class Watch:
     def scrape(self) -> Snapshot:
         return self.source.scrape()
 
+    def history(self) -> list[Snapshot]:
+        """Background scrapes taken since the baseline (for counter resets in between)."""
+        return [s.snapshot for s in self.timeline() if s.snapshot.taken_at >= self.before.taken_at]
+
     def rebase(self) -> Snapshot:
         """Take a new baseline (e.g. after the test's own set-up requests)."""
         self.before = self.scrape()
@@ -53,17 +62,39 @@ class Watch:
 
     # assertions --------------------------------------------------------------------------
 
+    def _scoped(self, name: str, labels: LabelArg) -> None:
+        """A delta without labels on a shared service counts other workers' requests too."""
+        __tracebackhide__ = True
+        if self.shared and not labels:
+            raise assertions.MetricsAssertionError(
+                f"a delta of {name} without labels cannot be trusted on {self.source.name}: "
+                "other xdist workers' tests use it too, and their requests would count as "
+                "this test's. Pass labels that only this test's requests carry, mark the test "
+                "@pytest.mark.stack_exclusive (it then runs while no other test uses the "
+                "stack), or pass shared=False to metrics.watch() when the service is this "
+                "test's own."
+            )
+
     def counter_delta(self, name: str, labels: LabelArg = None, *, aggregate: bool = False):
+        self._scoped(name, labels)
         return assertions.counter_delta(
-            self.before, self.scrape(), name, labels, aggregate=aggregate
+            self.before, self.scrape(), name, labels, aggregate=aggregate, history=self.history()
         )
 
     def assert_counter_delta(
         self, name: str, labels: LabelArg = None, *, delta: float, aggregate: bool = False
     ) -> None:
         __tracebackhide__ = True
+        self._scoped(name, labels)
+        after = self.scrape()
         assertions.assert_counter_delta(
-            self.before, self.scrape(), name, labels, delta=delta, aggregate=aggregate
+            self.before,
+            after,
+            name,
+            labels,
+            delta=delta,
+            aggregate=aggregate,
+            history=self.history(),
         )
 
     def assert_histogram(
@@ -76,6 +107,7 @@ class Watch:
         aggregate: bool = False,
     ) -> assertions.HistogramDelta:
         __tracebackhide__ = True
+        self._scoped(name, labels)
         return assertions.assert_histogram(
             self.before,
             self.scrape(),
@@ -84,6 +116,7 @@ class Watch:
             count=count,
             at_most=at_most,
             aggregate=aggregate,
+            history=self.history(),
         )
 
     def gauge(self, name: str, labels: LabelArg = None, *, aggregate: bool = False):
@@ -134,10 +167,23 @@ class Watch:
             time.sleep(interval)
 
     def assert_cardinality_stable(
-        self, request: Callable[[str], object], *, n: int = 50, warmup: int = 1
+        self,
+        request: Callable[[str], object],
+        *,
+        n: int = 50,
+        warmup: int = 1,
+        labels: LabelArg = None,
     ) -> int:
         __tracebackhide__ = True
-        return assert_cardinality_stable(self.scrape, request, n=n, warmup=warmup)
+        return assert_cardinality_stable(
+            self.scrape,
+            request,
+            n=n,
+            warmup=warmup,
+            labels=labels,
+            shared=self.shared,
+            source=self.source.name,
+        )
 
     def check_contract(self, service: str | None = None) -> ContractReport:
         if self.contract is None:
@@ -145,7 +191,7 @@ class Watch:
                 "no metrics contract configured: set --metrics-contract or the ini option "
                 "metrics_contract, or pass contract= to metrics.watch()"
             )
-        return self.contract.check(self.scrape(), service or self.service)
+        return self.contract.check(self.scrape().full(), service or self.service)
 
     def assert_contract(self, service: str | None = None) -> None:
         __tracebackhide__ = True
@@ -211,10 +257,17 @@ class Metrics:
     """What the ``metrics`` fixture hands a test: ``watch()`` any number of expositions."""
 
     def __init__(
-        self, *, contract: Contract | None = None, coverage: CoverageData | None = None
+        self,
+        *,
+        contract: Contract | None = None,
+        coverage: CoverageData | None = None,
+        shared_urls: bool = False,
     ) -> None:
         self.contract = contract
         self._coverage = coverage
+        # Under xdist (and not stack_exclusive) the plugin assumes a URL is a shared
+        # service: other workers' tests may use it while this one runs.
+        self.shared_urls = shared_urls
         self._watches: list[Watch] = []
 
     def watch(
@@ -227,14 +280,22 @@ class Metrics:
         max_scrapes: int = 1000,
         max_seconds: float = 120.0,
         contract: Contract | None = None,
+        shared: bool | None = None,
     ) -> Watch:
-        """Start watching a registry, an ASGI app, a URL or a Source; baseline taken now."""
+        """Start watching a registry, an ASGI app, a URL or a Source; baseline taken now.
+
+        ``shared``: whether other xdist workers' tests use the same service (None: a
+        URL is shared when the plugin says so, anything else is not).
+        """
         source = source_for(target, service=service)
+        if shared is None:
+            shared = self.shared_urls and isinstance(source, UrlSource)
         watch = Watch(
             source,
             contract=contract or self.contract,
             coverage=self._coverage,
             owns_source=source is not target,
+            shared=shared,
         )
         self._watches.append(watch)
         if background:
