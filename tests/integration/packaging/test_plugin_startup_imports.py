@@ -67,7 +67,7 @@ def loaded_modules(tmp_path: Path, modules: list[str]) -> set[str]:
     [
         "sqlite_reset",
         pytest.param("stack", marks=NOT_LAZY_YET),
-        pytest.param("metrics", marks=NOT_LAZY_YET),
+        "metrics",
     ],
 )
 def test_loading_a_plugin_imports_nothing_heavy(tmp_path: Path, plugin: str) -> None:

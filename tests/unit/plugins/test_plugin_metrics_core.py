@@ -150,15 +150,18 @@ def test_background_scraper_records_a_peak_and_stops(registry) -> None:
     watch = metrics.watch(registry, background=True, interval=0.005, max_scrapes=3)
     with pytest.raises(RuntimeError, match="already scrapes"):
         watch.start_background()
-    gauge.set(7)
     scraper = watch._scraper
     assert scraper is not None
-    while len(watch.timeline()) < 3 or scraper.dropped == 0:
+    gauge.set(7)
+    # Wait for a scrape taken after the set: one that pushed an older scrape out. Counting
+    # scrapes from the start would not do: on a loaded machine the scraper can fill its
+    # buffer before this thread gets to set the gauge.
+    dropped_before = scraper.dropped
+    while scraper.dropped <= dropped_before:
         threading.Event().wait(0.005)
-    gauge.set(1)
-    assert watch.peak("inflight") == 7
     metrics.close()
     assert not scraper.running
+    assert watch.peak("inflight") == 7
     assert len(scraper.scrapes) == 3  # bounded
 
 
