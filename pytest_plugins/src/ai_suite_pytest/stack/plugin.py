@@ -149,14 +149,10 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if not hasattr(config, "workerinput"):
         # The controller owns the run's stack; xdist workers inherit this.
+        # Only the pid: its start time (which guards against pid reuse) is looked up by
+        # whoever needs it, so that a run using no stack never imports psutil.
         config.stash[_previous_owner_key] = os.environ.get(OWNER_ENV)
-        from ai_suite_pytest.stack.state import current_process_identity
-
-        if stack_file is not None:
-            pid, created = current_process_identity()
-        else:
-            pid, created = os.getpid(), 0.0  # no stack: nothing will check the start time
-        os.environ[OWNER_ENV] = f"{pid}:{created}"
+        os.environ[OWNER_ENV] = str(os.getpid())
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
