@@ -128,3 +128,10 @@ def test_a_state_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) 
     result.stderr.fnmatch_lines(
         ["*--stack-state-dir (ini stack_state_dir) = *state.txt is a file, not a directory*"]
     )
+
+
+def test_a_bad_stack_keep_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nstack_keep = sometimes\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini stack_keep must be true or false, not 'sometimes'*"])

@@ -128,6 +128,13 @@ def pytest_configure(config: pytest.Config) -> None:
         " xdist worker) uses the stack",
     )
     _backend(str(_option(config, "stack_backend")))
+    try:
+        config.getini("stack_keep")
+    except (ValueError, pytest.UsageError):  # pytest says only "invalid truth value"
+        raise pytest.UsageError(
+            f"ini stack_keep must be true or false, not {config.inicfg.get('stack_keep')!r};"
+            " true keeps the stack running for the next run (like --stack-keep)"
+        ) from None
     for name in ("stack_state_dir", "stack_artifacts"):
         _check_directory_option(config, name)
     config.stash[_manager_key] = None
