@@ -13,8 +13,8 @@ becomes ready, or has nothing to run it on the chosen backend, the rest of the s
 still starts and the service is *unavailable* (with the reason). What depends on it is
 unavailable too, so it must be optional as well (checked here).
 
-Validation is plain Python (no pydantic: adopters install this package, and every
-dependency it brings is theirs to carry). Every problem names the file, the key path
+Validation is plain Python, with no validation library: adopters install this package,
+and every dependency it brings is theirs to carry. Every problem names the file, the key path
 as written (``services.api.ready.status``), the value and what to write instead; all
 problems of a file are reported at once.
 """
