@@ -3,7 +3,9 @@ host, each against real programs in a pytester project, and what a failure says.
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -226,19 +228,76 @@ def test_pinned_port_and_the_first_free_port_of_a_range(pytester: pytest.Pyteste
     result.assert_outcomes(passed=1)
 
 
-def test_https_scheme_is_in_the_url(pytester: pytest.Pytester) -> None:
+HTTPS_SERVER = """
+import http.server, ssl, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("cert.pem", "key.pem")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_an_https_service_with_a_self_signed_certificate(pytester: pytest.Pytester) -> None:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "cert.pem"],
+        cwd=pytester.path, check=True, capture_output=True,
+    )  # fmt: skip
+    pytester.makefile(".py", https_server=HTTPS_SERVER)
     write_project(
         pytester,
         """
         name: tls
         services:
           api:
-            command: ["{python}", service.py, "{port}"]
+            command: ["{python}", https_server.py, "{port}"]
             scheme: https
-            ready: {tcp: true}
+            ready: {http: /health, timeout: 20}
         """,
-        "def test_url(stack):\n"
-        "    assert stack.url('api') == f\"https://127.0.0.1:{stack.port('api')}\"\n",
+        """
+        import ssl, urllib.request
+        def test_url(stack):
+            assert stack.url("api") == f"https://127.0.0.1:{stack.port('api')}"
+            assert stack.is_healthy("api")
+            context = ssl.create_default_context(cafile="cert.pem")
+            context.check_hostname = False
+            answer = urllib.request.urlopen(stack.url("api") + "/health", context=context)
+            assert answer.status == 200
+        """,
+    )
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_redis_with_a_tcp_check_sees_no_http_request(pytester: pytest.Pytester) -> None:
+    write_project(
+        pytester,
+        """
+        name: cache
+        services:
+          redis:
+            command: [redis-server, --port, "{port}", --save, "", --appendonly, "no"]
+            ready: {tcp: true, timeout: 20}
+        """,
+        """
+        import socket
+        def test_ping(stack):
+            assert stack.is_healthy("redis")
+            with socket.create_connection(("127.0.0.1", stack.port("redis")), timeout=5) as c:
+                c.sendall(b"PING\\r\\n")
+                assert c.recv(64) == b"+PONG\\r\\n"
+            assert "Ready to accept connections" in stack.log_text("redis")
+            # What an HTTP readiness probe made Redis log (the issue):
+            assert "SECURITY ATTACK" not in stack.log_text("redis")
+        """,
     )
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 

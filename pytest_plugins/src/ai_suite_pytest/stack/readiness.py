@@ -49,7 +49,7 @@ def _probe_ssl_context() -> ssl.SSLContext:
     return context
 
 
-def _describe_os_error(exc: OSError) -> str:
+def _describe_error(exc: Exception) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError | socket.timeout):
@@ -105,7 +105,7 @@ class Probe:
             response = connection.getresponse()
             response.read()
         except (OSError, http.client.HTTPException) as exc:
-            return _describe_os_error(exc)  # type: ignore[arg-type]
+            return _describe_error(exc)
         finally:
             connection.close()
         if response.status == self.ready.status:
@@ -122,7 +122,7 @@ class Probe:
             ):
                 return None
         except OSError as exc:
-            return _describe_os_error(exc)
+            return _describe_error(exc)
 
     def _command(self) -> str | None:
         try:
