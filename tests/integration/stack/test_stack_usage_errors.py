@@ -113,6 +113,10 @@ def test_a_marker_with_arguments_is_a_usage_error(pytester: pytest.Pytester) -> 
     result.stderr.fnmatch_lines(
         ["*test_*.py::test_x: @pytest.mark.stack_exclusive takes no arguments, got args=('web',)*"]
     )
+    # Under xdist a worker cannot stop the run with a usage error: the test fails, saying so.
+    result = pytester.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*stack_exclusive takes no arguments, got args=('web',)*"])
 
 
 def test_stack_require_without_a_stack_file_is_a_usage_error(pytester: pytest.Pytester) -> None:

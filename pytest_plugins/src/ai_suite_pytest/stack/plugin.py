@@ -141,6 +141,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_spec_key] = None
     config.stash[_restored_key] = []
     config.pluginmanager.register(_RestoredCollector(config), "stack-restored-collector")
+    config.pluginmanager.register(_MarkerErrors(), "stack-marker-errors")
     stack_file = _path(config, "stack_file")
     if stack_file is not None:
         from ai_suite_pytest.stack.spec import StackSpecError, load_stack
@@ -171,15 +172,33 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             os.environ[OWNER_ENV] = previous
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+_marker_error_key = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The marker's arguments are checked once the tests are collected, before any runs."""
     for item in items:
         marker = item.get_closest_marker("stack_exclusive")
         if marker is not None and (marker.args or marker.kwargs):
-            raise pytest.UsageError(
+            message = (
                 f"{item.nodeid}: @pytest.mark.stack_exclusive takes no arguments, got"
                 f" args={marker.args!r} kwargs={marker.kwargs!r}; write"
                 " @pytest.mark.stack_exclusive (the whole stack is locked)"
             )
+            if not hasattr(config, "workerinput"):
+                raise pytest.UsageError(message)
+            # An xdist worker cannot stop the run with a usage error (xdist reports an
+            # internal error instead): the test fails at setup with the same message.
+            item.stash[_marker_error_key] = message
+
+
+class _MarkerErrors:
+    """Fails, at setup, a test whose marker an xdist worker found malformed. A plain hook
+    (not a wrapper around the others): pytest's own setup wrappers still run around it."""
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if _marker_error_key in item.stash:
+            pytest.fail(item.stash[_marker_error_key], pytrace=False)
 
 
 def _manager(config: pytest.Config) -> StackManager | None:
