@@ -36,14 +36,10 @@ def test_chat_through_the_stack(stack: Stack, developer_key: str) -> None:
 
 @pytest.mark.stack_exclusive
 def test_upstream_down_then_back(stack: Stack, developer_key: str) -> None:
-    stack.kill("stub-inference")
-    try:
+    with stack.fault("stub-inference", "kill"):  # started and ready again when it ends
         with pytest.raises(openai.APIStatusError) as info:
             chat(stack, developer_key)
         assert info.value.status_code == 503
-    finally:
-        stack.start("stub-inference")
-    stack.wait_healthy("stub-inference")
     # The breaker may have opened; it lets a trial through after BREAKER_RESET_SECONDS.
     deadline = time.monotonic() + 15
     while True:

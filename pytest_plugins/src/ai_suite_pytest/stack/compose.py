@@ -123,6 +123,9 @@ class ComposeBackend(StackBackend):
         wanted = [s for s in self.spec.start_order(only) if s.name not in settled]
         required = [s for s in wanted if not s.optional]
         if required:
+            self.sync_logs()
+            for service in required:
+                self.mark_log(service.name)
             self._record_started(required)  # recorded before `up`: nothing can leak
             self._up(required)
         for service in (s for s in wanted if s.optional):
@@ -241,7 +244,7 @@ class ComposeBackend(StackBackend):
         # Like the local backend dropping the process record: the stack counts as
         # complete again only after start(name).
         del self.state.compose_services[name]
-        self.state.save(self.state_file)
+        self._set_paused(name, False)  # saves the state
 
     def stop(self, name: str, grace: float = 10.0) -> None:
         if name not in self.started():
@@ -256,6 +259,9 @@ class ComposeBackend(StackBackend):
     def start(self, name: str) -> None:
         service = self.spec.service(name)
         self.assign_ports()
+        self.sync_logs()
+        self.mark_log(name)
+        self._set_paused(name, False)
         self._record_started([service])
         try:
             self.compose(
@@ -269,9 +275,11 @@ class ComposeBackend(StackBackend):
 
     def pause(self, name: str) -> None:
         self.compose("pause", self._require_started(name))
+        self._set_paused(name, True)
 
     def resume(self, name: str) -> None:
         self.compose("unpause", self._require_started(name))
+        self._set_paused(name, False)
 
     def stop_all(self) -> None:
         self.sync_logs()

@@ -26,6 +26,12 @@ class StackBusyError(TimeoutError):
     pass
 
 
+def coordination_dir(state_dir: Path, stack: str) -> Path:
+    """Where a stack's tests coordinate: beside its run directory, not inside it, since a
+    (re)start of the stack wipes the run directory while tests hold their locks."""
+    return state_dir / f"{stack}.coordination"
+
+
 class Coordinator:
     def __init__(self, directory: Path, poll: float = 0.02) -> None:
         self.directory = directory

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-import httpx
-
-from ai_suite_pytest.stack.backend import (
-    ServiceStartError,
-    ServiceUnavailable,
-    StackBackend,
-    probe_client,
-)
-from ai_suite_pytest.stack.exclusive import Coordinator
+from ai_suite_pytest.stack.backend import ServiceStartError, ServiceUnavailable, StackBackend
+from ai_suite_pytest.stack.exclusive import Coordinator, coordination_dir
 from ai_suite_pytest.stack.manager import StackManager
 from ai_suite_pytest.stack.state import StackState
 
@@ -39,7 +33,7 @@ class Stack:
     ) -> None:
         self.manager = manager
         self.backend = backend
-        self.coordinator = Coordinator(manager.run_dir / "coordination")
+        self.coordinator = Coordinator(coordination_dir(manager.state_dir, manager.spec.name))
         self._on_unavailable = on_unavailable or _raise
 
     @property
@@ -69,7 +63,7 @@ class Stack:
 
     def port(self, name: str) -> int:
         self.require(name)
-        return int(self.backend.state.ports[name])
+        return self.backend.port(name)
 
     @property
     def data_dir(self) -> Path:
@@ -123,6 +117,7 @@ class Stack:
         self.require(name)
         with self.manager.locked() as state:
             self._refresh(state)
+            self._mark_stopped(name, stopped=False)
             self.backend.restart(name)
 
     def pause(self, name: str) -> None:
@@ -138,28 +133,100 @@ class Stack:
             self.backend.resume(name)
 
     def is_healthy(self, name: str) -> bool:
+        """Whether ``name`` runs, is not paused and passes its readiness check now."""
         self.require(name)
-        with probe_client() as client:
-            return self._answers_probe(client, name)
+        return self._healthy(name, self.backend.probe(name).check)
+
+    def _healthy(self, name: str, check: Callable[[], str | None]) -> bool:
+        current = StackState.load(self.manager.state_file)
+        if current is not None:
+            self.backend.state = current
+            if name in current.paused:
+                # A stopped process's kernel still accepts TCP connections: a tcp check
+                # alone would call a paused service healthy.
+                return False
+        # A log line or a command's answer can outlive the process: for those, ask it too.
+        kind = self.manager.spec.service(name).ready.kind
+        if kind not in ("http", "tcp") and not self.backend.is_alive(name):
+            return False
+        return check() is None
 
     def wait_healthy(self, name: str, timeout: float = 30.0) -> float:
-        """Seconds until ``name`` answers its readiness probe; raises after ``timeout``."""
+        """Seconds until ``name`` passes its readiness check; raises after ``timeout``."""
         self.require(name)
+        probe = self.backend.probe(name)
         started = time.monotonic()
-        with probe_client() as client:
-            while time.monotonic() - started < timeout:
-                if self._answers_probe(client, name):
-                    return time.monotonic() - started
-                time.sleep(0.05)
-        raise ServiceStartError(f"{name} did not become healthy within {timeout:g}s")
+        while time.monotonic() - started < timeout:
+            if self._healthy(name, probe.check):
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise ServiceStartError(
+            f"{name} did not become healthy within {timeout:g}s: the"
+            f" {self.manager.spec.service(name).ready.describe()} last saw"
+            f" {probe.check() or 'success, but the service is paused or not running'}"
+        )
 
-    def _answers_probe(self, client: httpx.Client, name: str) -> bool:
-        probe = self.manager.spec.service(name).ready.http
+    # -- faults that undo themselves -----------------------------------------
+
+    @contextmanager
+    def fault(self, name: str, kind: str = "kill") -> Iterator[None]:
+        """``kind`` (``kill``, ``stop`` or ``pause``) ``name`` for the ``with`` block, then
+        bring it back (started and ready, or resumed), whatever the block did or raised."""
+        actions = {"kill": self.kill, "stop": self.stop, "pause": self.pause}
+        if kind not in actions:
+            raise ValueError(f"fault kind must be one of {', '.join(actions)}, not {kind!r}")
+        actions[kind](name)
         try:
-            response = client.get(self.backend.url(name) + probe)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+            yield
+        finally:
+            with self.manager.locked() as state:
+                self._refresh(state)
+                self._restore(name, self._down().get(name))
+
+    def _down(self) -> dict[str, str]:
+        """Services that should run but do not (or are paused), and how they were left."""
+        state = self.backend.state
+        down = {name: "stopped or killed" for name in state.stopped}
+        down.update({name: "paused" for name in state.paused})
+        if self.backend.name == "local":
+            # A process that died by itself (or was signalled behind the plugin's back);
+            # on compose that question costs a `docker` call per test, so only what the
+            # state says is restored there.
+            for name, record in state.processes.items():
+                if name not in down and not record.alive():
+                    down[name] = "exited"
+        return down
+
+    def _restore(self, name: str, how: str | None) -> None:
+        if how is None:
+            return
+        if how == "paused":
+            self.backend.resume(name)
+            return
+        self._mark_stopped(name, stopped=False)
+        record = self.backend.state.processes.get(name)
+        if record is not None:
+            if record.alive():
+                return  # recorded as stopped, yet running: nothing to bring back
+            del self.backend.state.processes[name]  # its process is gone: start afresh
+        self.backend.start(name)
+
+    def left_down(self) -> dict[str, str]:
+        """Cheap, without the lock: what a test left down (empty almost always)."""
+        current = StackState.load(self.manager.state_file)
+        if current is not None:
+            self.backend.state = current
+        return self._down()
+
+    def restore_all(self) -> dict[str, str]:
+        """Start or resume every service left down; returns each with how it was left.
+        The caller holds the exclusive coordination lock: no test is using the stack."""
+        with self.manager.locked() as state:
+            self._refresh(state)
+            down = self._down()
+            for name in self.manager.spec.start_order(list(down)):
+                self._restore(name.name, down.get(name.name))
+        return down
 
     def log_offsets(self) -> dict[str, int]:
         self.backend.sync_logs()

@@ -31,19 +31,6 @@ class LocalBackend(StackBackend):
     def sync_logs(self) -> None:
         """Nothing to do: the processes write their log files themselves."""
 
-    # -- placeholders ------------------------------------------------------
-
-    def _context(self, service: ServiceSpec) -> dict[str, str]:
-        context = {
-            "root": str(self.spec.root),
-            "port": str(self.state.ports[service.name]),
-            "data_dir": str(self.data_dir),
-        }
-        for other, port in self.state.ports.items():
-            context[f"port:{other}"] = str(port)
-            context[f"url:{other}"] = f"http://127.0.0.1:{port}"
-        return context
-
     # -- lifecycle ---------------------------------------------------------
 
     def start_all(self, only: list[str] | None = None) -> None:
@@ -76,13 +63,15 @@ class LocalBackend(StackBackend):
             )
         if not service.command:
             raise ServiceStartError(f"{name}: no 'command' in the stack file for the local backend")
-        context = self._context(service)
+        context = self.context(service)
         argv = [render(part, context=context) for part in service.command]
         env = {**os.environ, **{k: render(v, context=context) for k, v in service.env.items()}}
         env["PYTHONUNBUFFERED"] = "1"
         log_path = self.log_path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         Path(context["data_dir"]).mkdir(parents=True, exist_ok=True)
+        self.mark_log(name)
+        self._set_paused(name, False)
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(  # noqa: S603 - argv from the stack file, no shell
                 argv,
@@ -99,7 +88,7 @@ class LocalBackend(StackBackend):
             pid=process.pid,
             pgid=process.pid,
             create_time=psutil.Process(process.pid).create_time(),
-            port=self.state.ports[name],
+            port=self.state.ports.get(name, 0),  # 0: a service without a port
             log_path=str(log_path),
         )
         self.state.save(self.state_file)  # recorded before waiting: nothing can leak
@@ -146,19 +135,21 @@ class LocalBackend(StackBackend):
             self._signal(name, signal.SIGKILL)
         self._reap(name, wait=True)
         del self.state.processes[name]
-        self.state.save(self.state_file)
+        self._set_paused(name, False)
 
     def kill(self, name: str) -> None:
         self._signal(name, signal.SIGKILL)
         self._reap(name, wait=True)
         del self.state.processes[name]
-        self.state.save(self.state_file)
+        self._set_paused(name, False)
 
     def pause(self, name: str) -> None:
         self._signal(name, signal.SIGSTOP)
+        self._set_paused(name, True)
 
     def resume(self, name: str) -> None:
         self._signal(name, signal.SIGCONT)
+        self._set_paused(name, False)
 
     def _reap(self, name: str, wait: bool = False) -> None:
         process = self._popen.get(name)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from filelock import FileLock
 
 from ai_suite_pytest.stack.backend import ServiceStartError, StackBackend, tail
@@ -219,4 +220,9 @@ def owner_from_env() -> tuple[int, float] | None:
     if not raw:
         return None
     pid, _, created = raw.partition(":")
+    if not created:  # the plugin records only the pid; its start time is the OS's
+        try:
+            return int(pid), psutil.Process(int(pid)).create_time()
+        except psutil.Error:
+            return None
     return int(pid), float(created)

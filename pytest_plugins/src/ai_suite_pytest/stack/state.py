@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import psutil
@@ -75,6 +75,11 @@ class StackState:
     # Services a test stopped or killed (fault injection): they stay down until a test
     # starts them, even when another xdist worker attaches to the stack meanwhile.
     stopped: list[str] = field(default_factory=list)
+    # Services a test paused (SIGSTOP, `docker compose pause`): resumed after that test.
+    paused: list[str] = field(default_factory=list)
+    # Size of each service's log when it was last started: a `log` readiness check looks
+    # only at what the current run of the service wrote, not at an earlier run's lines.
+    log_marks: dict[str, int] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +94,10 @@ class StackState:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         raw["processes"] = {k: ProcessRecord(**v) for k, v in raw.get("processes", {}).items()}
-        return cls(**raw)
+        # A record written by another version of the plugin (a kept stack): keys it does
+        # not know are dropped rather than failing the run.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
     def owner_alive(self) -> bool:
         try:
