@@ -4,16 +4,6 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-
-
-@pytest.fixture(autouse=True)
-def _needs_redis_and_postgres(stack):
-    # TEMPORARY until branch stackgen merges: the stack plugin on this branch has no
-    # tcp/command readiness, so stack.app-only.yaml runs without these services.
-    if not {"redis", "postgres"} <= set(stack.services):
-        pytest.skip("stack plugin without tcp/command readiness: lands with branch stackgen")
-
 
 def run(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout

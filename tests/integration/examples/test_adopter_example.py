@@ -47,32 +47,6 @@ needs_servers = pytest.mark.skipif(
 )
 
 
-def full_stack_supported() -> bool:
-    """Whether the stack plugin reads stack.yaml (tcp/command readiness, status)."""
-    from ai_suite_pytest.stack.spec import StackSpecError, load_stack
-
-    try:
-        load_stack(EXAMPLE / "stack.yaml")
-    except StackSpecError:
-        return False
-    return True
-
-
-# TEMPORARY until branch stackgen merges: the stack plugin here has no tcp/command
-# readiness, so the runs use stack.app-only.yaml (the notes service alone) and the
-# example's Redis/PostgreSQL tests skip with that reason. Remove with that file.
-FULL_STACK = full_stack_supported()
-STACK_ARGS = [] if FULL_STACK else ["--stack-file", "stack.app-only.yaml"]
-EXPECTED_SKIPS = (
-    set()
-    if FULL_STACK
-    else {
-        "tests.test_redis_postgres::test_redis_answers",
-        "tests.test_redis_postgres::test_postgres_answers",
-    }
-)
-
-
 def searchable_tmpdir(prefix: str) -> Path:
     """A new folder outside pytest's private basetemp that other users can traverse."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -119,15 +93,13 @@ def test_the_example_passes_under_xdist_run_after_run(adopter: tuple[ExternalEnv
     for run in range(RUNS):
         report = project / f"report-{run}.xml"
         result = env.pytest(
-            project, "-n", "2", "-p", "no:cacheprovider", f"--junitxml={report}", *STACK_ARGS
+            project, "-n", "2", "-p", "no:cacheprovider", f"--junitxml={report}"
         )  # .pytest() also checks that nothing is left running
         output = f"run {run + 1}/{RUNS}\n{result.stdout}\n{result.stderr}"
         assert result.returncode == 0, output
         results = outcomes(report)
-        skipped = {name for name, kind in results.items() if kind == "skipped"}
-        assert skipped == EXPECTED_SKIPS, output
         assert len(results) >= 7, output  # 5 on the notes service, Redis, PostgreSQL
-        assert {kind for name, kind in results.items() if name not in skipped} == {"passed"}
+        assert set(results.values()) == {"passed"}, output
 
 
 @needs_servers
@@ -144,7 +116,7 @@ def test_kill_9_of_the_run_leaves_nothing_behind(adopter: tuple[ExternalEnv, Pat
         encoding="utf-8",
     )
     process = subprocess.Popen(
-        [str(env.bin_dir / "pytest"), "-n", "2", "-p", "no:cacheprovider", *STACK_ARGS],
+        [str(env.bin_dir / "pytest"), "-n", "2", "-p", "no:cacheprovider"],
         cwd=project,
         env=env.env(),
         stdout=subprocess.DEVNULL,

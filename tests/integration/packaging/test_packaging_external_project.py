@@ -195,11 +195,6 @@ def installed(external: ExternalEnv) -> dict[str, list[str]]:
     return dict(json.loads(out))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: httpx and pydantic bring 9 more distributions; the plugins are moving"
-    " to the standard library for probes, scrapes and the stack file's validation",
-)
 def test_the_plugins_install_nothing_of_the_platform(external: ExternalEnv) -> None:
     dists = installed(external)
     packages = {name for names in dists.values() for name in names}

@@ -23,9 +23,6 @@ PLUGINS = {
     "stack": "ai_suite_pytest.stack.plugin",
     "metrics": "ai_suite_pytest.metrics.plugin",
 }
-NOT_LAZY_YET = pytest.mark.xfail(
-    strict=True, reason="stack/metrics lazy imports land from parallel branches"
-)
 
 # Runs pytest in-process on an empty project, then prints what is imported.
 PROBE = """
@@ -62,20 +59,12 @@ def loaded_modules(tmp_path: Path, modules: list[str]) -> set[str]:
     return loaded
 
 
-@pytest.mark.parametrize(
-    "plugin",
-    [
-        "sqlite_reset",
-        pytest.param("stack", marks=NOT_LAZY_YET),
-        "metrics",
-    ],
-)
+@pytest.mark.parametrize("plugin", ["sqlite_reset", "stack", "metrics"])
 def test_loading_a_plugin_imports_nothing_heavy(tmp_path: Path, plugin: str) -> None:
     loaded = loaded_modules(tmp_path, [PLUGINS[plugin]])
     assert not loaded & set(HEAVY), f"{plugin} imports {sorted(loaded & set(HEAVY))} at load"
 
 
-@NOT_LAZY_YET
 def test_loading_all_three_plugins_imports_nothing_heavy(tmp_path: Path) -> None:
     loaded = loaded_modules(tmp_path, list(PLUGINS.values()))
     assert not loaded & set(HEAVY), f"the plugins import {sorted(loaded & set(HEAVY))} at load"
