@@ -45,9 +45,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Before serving: calls a killed or crashed MCP process left without an outcome
-        # row get one ('interrupted'). Calls of MCP processes still running are theirs.
-        await asyncio.to_thread(security.audit.recover_interrupted, pipeline.owner)
         sweeper_task = asyncio.create_task(sweeper.run(), name="approval-sweeper")
         try:
             async with protocol.session_manager.run():

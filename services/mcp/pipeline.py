@@ -47,7 +47,6 @@ from services.security.audit import (
     AuditLog,
     AuditTransaction,
     AuditWriteError,
-    ProcessOwner,
 )
 from services.security.policy import tool_permission
 from services.security.rbac import AccessControl, Principal
@@ -148,9 +147,7 @@ class ToolPipeline:
         self.metrics = metrics
         self.limiter = limiter
         self.started = started
-        # Intent rows name this process, so a recovery pass in another process can tell
-        # a call that is still running from one whose process died.
-        self.owner = ProcessOwner.current()
+        self.owner = audit.owner  # the process named in this pipeline's intent rows
         self._write_lock = threading.Lock()
 
     def serialized(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -197,6 +197,9 @@ class AuditLog:
             " with the outcome 'interrupted'.",
             registry=registry,
         )
+        # Intent rows name the process that runs the work (pid + start time), so a
+        # recovery pass elsewhere can tell a running call from one whose process died.
+        self.owner = ProcessOwner.current()
 
     def failed(self, exc: sqlite3.Error, entry: AuditEntry) -> AuditWriteError:
         self.failures.inc()
@@ -241,8 +244,10 @@ class AuditLog:
         outcome rows happen in one write transaction, so two recovering processes
         cannot both close a call. Returns the intent rows that were closed.
         """
-        me = current or ProcessOwner.current()
+        me = current or self.owner
         closed: list[dict[str, Any]] = []
+        if self.db.query_one("SELECT 1 FROM audit_open_calls LIMIT 1") is None:
+            return closed  # the usual case: no write transaction at every start
         with self.transaction() as tx:
             rows = tx.conn.execute(
                 "SELECT o.owner_pid, o.owner_started, a.* FROM audit_open_calls o"

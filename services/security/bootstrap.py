@@ -44,9 +44,12 @@ def secure_service_app(
 
 
 def open_security(db: Database, registry: CollectorRegistry) -> Security:
-    """Apply migrations (every service start does) and build the access layer."""
+    """Apply migrations (every service start does), build the access layer, and close
+    the audited calls of processes that died (``interrupted``) before serving."""
     migrate(db)
-    return Security(db=db, access=AccessControl(db, registry), audit=AuditLog(db, registry))
+    audit = AuditLog(db, registry)
+    audit.recover_interrupted()
+    return Security(db=db, access=AccessControl(db, registry), audit=audit)
 
 
 def install_security(app: FastAPI, security: Security, registry: CollectorRegistry) -> Check:

@@ -149,13 +149,12 @@ def test_recovery_closes_calls_of_dead_processes_only_once(db: Database) -> None
     assert len(rows(db, "call_id = 'call_dead'")) == 2
 
 
-async def test_the_mcp_server_recovers_before_serving(env) -> None:
-    audit: AuditLog = env.app.state.audit
-    open_call(audit, "call_before_restart", dead_owner())
-    async with env.app.router.lifespan_context(env.app):
-        outcome = rows(env.db, "call_id = 'call_before_restart' AND outcome = ?", (INTERRUPTED,))
-        assert len(outcome) == 1
-    metrics = (await env.client.get("/metrics")).text
+async def test_the_mcp_server_recovers_before_serving(env, make_env) -> None:
+    open_call(env.app.state.audit, "call_before_restart", dead_owner())
+    restarted = make_env()  # create_app (open_security) runs the pass before serving
+    outcome = rows(env.db, "call_id = 'call_before_restart' AND outcome = ?", (INTERRUPTED,))
+    assert len(outcome) == 1
+    metrics = (await restarted.client.get("/metrics")).text
     assert "audit_recovered_calls_total 1.0" in metrics
 
 
