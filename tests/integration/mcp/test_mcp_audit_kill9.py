@@ -365,4 +365,9 @@ def test_kill_9_while_a_command_runs_leaves_an_interrupted_row(mcp_process: McpP
         assert conn.execute("SELECT COUNT(*) FROM audit_open_calls").fetchone()[0] == 0
     metrics = httpx.get(f"{mcp_process.url}/metrics", trust_env=False).text
     assert "audit_recovered_calls_total 1.0" in metrics
-    assert "audit recovery: 1 call(s)" in mcp_process.logs()
+    # Logged as a JSON line like every other (logging is configured before create_app).
+    lines = [line for line in mcp_process.logs().splitlines() if "audit recovery" in line]
+    assert len(lines) == 1
+    logged = json.loads(lines[0])
+    assert logged["level"] == "WARNING"
+    assert "audit recovery: 1 call(s)" in logged["message"]
