@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,17 +58,39 @@ class AuditEntry:
     call_id: str | None = None  # links a call's intent ('started') and outcome rows
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace ("pid:[4026531836]"); a pid means something only in it."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux: one namespace
+        return ""
+
+
 @dataclass(frozen=True)
 class ProcessOwner:
-    """The process running a call: its pid and start time (a pid alone can be reused)."""
+    """The process running a call: its pid and start time (a pid alone can be reused),
+    the PID namespace they belong to, and the service it runs."""
 
     pid: int
     started: float
+    namespace: str = ""
+    service: str = ""
 
     @classmethod
-    def current(cls) -> ProcessOwner:
+    def current(cls, service: str = "") -> ProcessOwner:
         process = psutil.Process()
-        return cls(process.pid, process.create_time())
+        return cls(process.pid, process.create_time(), _pid_namespace(), service)
+
+    def gone_for(self, me: ProcessOwner) -> bool:
+        """Whether ``me`` may judge this owner dead and close its calls."""
+        if self == me:
+            return False
+        if self.namespace == me.namespace:
+            return not self.alive()
+        # Another PID namespace (another container on the shared data volume): its pids
+        # mean nothing here, so only a new instance of the same service closes them: it
+        # replaces the old one (one instance of a service per database, as compose runs).
+        return bool(me.service) and self.service == me.service
 
     def alive(self) -> bool:
         try:
@@ -153,8 +176,16 @@ class AuditTransaction:
         try:
             self.conn.execute(
                 "INSERT INTO audit_open_calls (call_id, intent_id, owner_pid, owner_started,"
-                " started_at) VALUES (?, ?, ?, ?, ?)",
-                (entry.call_id, intent_id, owner.pid, owner.started, utcnow()),
+                " owner_namespace, owner_service, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.call_id,
+                    intent_id,
+                    owner.pid,
+                    owner.started,
+                    owner.namespace,
+                    owner.service,
+                    utcnow(),
+                ),
             )
         except sqlite3.Error as exc:
             raise self.audit.failed(exc, entry) from exc
@@ -179,7 +210,7 @@ class AuditTransaction:
 
 
 class AuditLog:
-    def __init__(self, db: Database, registry: CollectorRegistry) -> None:
+    def __init__(self, db: Database, registry: CollectorRegistry, *, service: str = "") -> None:
         self.db = db
         self.writes = Counter(
             "audit_writes_total",
@@ -199,7 +230,7 @@ class AuditLog:
         )
         # Intent rows name the process that runs the work (pid + start time), so a
         # recovery pass elsewhere can tell a running call from one whose process died.
-        self.owner = ProcessOwner.current()
+        self.owner = ProcessOwner.current(service)
 
     def failed(self, exc: sqlite3.Error, entry: AuditEntry) -> AuditWriteError:
         self.failures.inc()
@@ -250,18 +281,25 @@ class AuditLog:
             return closed  # the usual case: no write transaction at every start
         with self.transaction() as tx:
             rows = tx.conn.execute(
-                "SELECT o.owner_pid, o.owner_started, a.* FROM audit_open_calls o"
+                "SELECT o.owner_pid, o.owner_started, o.owner_namespace, o.owner_service, a.*"
+                " FROM audit_open_calls o"
                 " JOIN audit_log a ON a.id = o.intent_id ORDER BY a.id"
             ).fetchall()
             for row in rows:
-                owner = ProcessOwner(int(row["owner_pid"]), float(row["owner_started"]))
-                if owner == me or owner.alive():
+                owner = ProcessOwner(
+                    int(row["owner_pid"]),
+                    float(row["owner_started"]),
+                    row["owner_namespace"],
+                    row["owner_service"],
+                )
+                if not owner.gone_for(me):
                     continue
                 details = json.loads(row["details"] or "{}")
                 details.update(
                     note=INTERRUPTED_NOTE,
                     intent_id=row["id"],
                     owner_pid=owner.pid,
+                    owner_service=owner.service,
                 )
                 tx.end_call(
                     AuditEntry(

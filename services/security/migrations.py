@@ -187,6 +187,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             intent_id INTEGER NOT NULL REFERENCES audit_log(id),
             owner_pid INTEGER NOT NULL,
             owner_started REAL NOT NULL,
+            owner_namespace TEXT NOT NULL DEFAULT '',
+            owner_service TEXT NOT NULL DEFAULT '',
             started_at TEXT NOT NULL
         );
         """,

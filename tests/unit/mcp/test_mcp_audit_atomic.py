@@ -9,6 +9,7 @@ The real ``kill -9`` under load is tests/integration/mcp/test_mcp_audit_kill9.py
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -102,7 +103,8 @@ async def test_no_intent_row_means_the_tool_does_not_run(env) -> None:
 
 def dead_owner() -> ProcessOwner:
     # Our own pid with another start time: a pid reused by a new process.
-    return ProcessOwner(os.getpid(), ProcessOwner.current().started - 1000)
+    me = ProcessOwner.current()
+    return dataclasses.replace(me, started=me.started - 1000)
 
 
 def open_call(audit: AuditLog, call_id: str, owner: ProcessOwner) -> None:
@@ -125,7 +127,9 @@ def test_recovery_closes_calls_of_dead_processes_only_once(db: Database) -> None
     audit = AuditLog(db, registry)
     parent = psutil.Process(os.getppid())
     open_call(audit, "call_dead", dead_owner())
-    open_call(audit, "call_alive", ProcessOwner(parent.pid, parent.create_time()))
+    me = ProcessOwner.current()
+    alive = dataclasses.replace(me, pid=parent.pid, started=parent.create_time())
+    open_call(audit, "call_alive", alive)
     open_call(audit, "call_mine", ProcessOwner.current())
 
     closed = audit.recover_interrupted()
@@ -179,3 +183,20 @@ def test_approval_transitions_commit_with_their_rows(db: Database) -> None:
     with pytest.raises(AuditWriteError):
         store.create(dev, "write_file", "h2", {"path": "b"})
     assert [a.args_hash for a in store.list()] == ["h1"]  # no request without its row
+
+
+def test_calls_of_another_pid_namespace_are_closed_only_by_their_own_service(
+    db: Database,
+) -> None:
+    """Compose runs each service in its own container (PID namespace) on one data
+    volume: a pid from there means nothing here. The gateway starting must not close
+    a call the MCP container is running; a new MCP container closes the old one's."""
+    here = ProcessOwner.current("mcp")
+    there = ProcessOwner(here.pid, here.started, "pid:[1]", "mcp")  # alive-looking pid
+    audit = AuditLog(db, CollectorRegistry(), service="gateway")
+    open_call(audit, "call_other_container", there)
+    assert audit.recover_interrupted() == []
+    assert audit.open_calls() == 1
+    restarted_mcp = AuditLog(db, CollectorRegistry(), service="mcp")
+    closed = restarted_mcp.recover_interrupted()
+    assert [row["call_id"] for row in closed] == ["call_other_container"]
