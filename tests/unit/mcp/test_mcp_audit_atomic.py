@@ -9,6 +9,7 @@ The real ``kill -9`` under load is tests/integration/mcp/test_mcp_audit_kill9.py
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -200,3 +201,25 @@ def test_calls_of_another_pid_namespace_are_closed_only_by_their_own_service(
     restarted_mcp = AuditLog(db, CollectorRegistry(), service="mcp")
     closed = restarted_mcp.recover_interrupted()
     assert [row["call_id"] for row in closed] == ["call_other_container"]
+
+
+async def test_a_cancelled_call_gets_its_outcome_row(env) -> None:
+    """An MCP client's cancel (or a shutdown) stops the tool; its intent row is closed."""
+    running = asyncio.Event()
+
+    async def slow(ctx, args):
+        running.set()
+        await asyncio.sleep(30)
+
+    pipeline = env.app.state.pipeline
+    pipeline.tools["system_info"] = dataclasses.replace(pipeline.tools["system_info"], run=slow)
+    principal = pipeline.access.authenticate(env.key("d", "developer"))
+    task = asyncio.create_task(pipeline.call(principal, "system_info", {}))
+    await running.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    found = rows(env.db, "action = 'tool:system_info'")
+    assert [(r["outcome"], r["status"]) for r in found] == [("started", None), ("cancelled", 499)]
+    assert found[0]["call_id"] == found[1]["call_id"]
+    assert env.app.state.audit.open_calls() == 0
