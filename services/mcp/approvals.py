@@ -427,7 +427,9 @@ class ApprovalStore:
 
 
 class ApprovalSweeper:
-    """Expires overdue requests in the background, so they never wait for a poll."""
+    """Expires overdue requests in the background, so they never wait for a poll; also
+    closes the audited calls of processes that died since this one started (another
+    MCP process on the same database, not restarted), not only at the next start."""
 
     def __init__(self, store: ApprovalStore, interval: float) -> None:
         self.store = store
@@ -436,7 +438,16 @@ class ApprovalSweeper:
     async def run(self) -> None:
         while True:
             await self.sweep_once()
+            await self.recover_once()
             await asyncio.sleep(self.interval)
+
+    async def recover_once(self) -> int:
+        try:
+            closed = await asyncio.to_thread(self.store.audit.recover_interrupted)
+        except Exception:  # the sweeper must survive a locked or full database
+            log.exception("audit recovery failed; retrying in %.0fs", self.interval)
+            return 0
+        return len(closed)
 
     async def sweep_once(self) -> int:
         try:

@@ -223,3 +223,12 @@ async def test_a_cancelled_call_gets_its_outcome_row(env) -> None:
     assert [(r["outcome"], r["status"]) for r in found] == [("started", None), ("cancelled", 499)]
     assert found[0]["call_id"] == found[1]["call_id"]
     assert env.app.state.audit.open_calls() == 0
+
+
+async def test_the_sweeper_closes_calls_of_a_process_that_died_meanwhile(env) -> None:
+    """Two MCP processes on one database: one dies and is not restarted; the other
+    closes its calls at the next sweep instead of waiting for a restart."""
+    open_call(env.app.state.audit, "call_of_a_dead_peer", dead_owner())
+    assert await env.app.state.sweeper.recover_once() == 1
+    assert await env.app.state.sweeper.recover_once() == 0
+    assert rows(env.db, "call_id = 'call_of_a_dead_peer' AND outcome = ?", (INTERRUPTED,))
