@@ -71,14 +71,27 @@ llama-optional:
 		if [ "$${LLAMA_REQUIRED:-0}" = 1 ]; then echo "LLAMA_REQUIRED=1: a missing llama.cpp server fails the run"; exit 1; fi; \
 	fi
 
-system-deps: ## Install promtool, prometheus, amtool and alertmanager from Debian when apt is available and we are root
-	@missing=""; for tool in promtool prometheus amtool prometheus-alertmanager; do \
-		command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
-	if [ -z "$$missing" ]; then echo "monitoring binaries: all present"; \
+system-deps: ## Install bwrap (the run_command sandbox), promtool, prometheus, amtool and alertmanager from Debian when apt is available and we are root
+	@# tool:Debian package. bubblewrap boxes every run_command child (docs/security.md);
+	@# without it run_command is refused, never run unboxed.
+	@missing=""; packages=""; for pair in bwrap:bubblewrap promtool:prometheus prometheus:prometheus \
+		amtool:prometheus-alertmanager prometheus-alertmanager:prometheus-alertmanager; do \
+		tool=$${pair%%:*}; package=$${pair#*:}; \
+		if ! command -v $$tool >/dev/null; then missing="$$missing $$tool"; \
+			case " $$packages " in *" $$package "*) ;; *) packages="$$packages $$package";; esac; fi; done; \
+	if [ -z "$$missing" ]; then echo "system binaries (bwrap, monitoring): all present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		echo "installing Debian packages prometheus and prometheus-alertmanager (missing:$$missing)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
-	else echo "missing:$$missing and cannot install them here (need apt-get and root): tests that need them are skipped with that reason"; fi
+		echo "installing Debian packages$$packages (missing:$$missing)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages >/dev/null; \
+	else echo "missing:$$missing and cannot install them here (need apt-get and root): tests that need them are skipped with that reason, and run_command is refused without bwrap"; fi
+	@# The adopter example's stack (examples/adopter): redis-server, and PostgreSQL's initdb,
+	@# postgres and pg_isready (Debian keeps the server binaries in /usr/lib/postgresql/<v>/bin).
+	@if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "redis-server and postgresql: present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages redis-server and postgresql (the adopter example's stack)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server postgresql >/dev/null; \
+	else echo "redis-server or postgresql missing and cannot install them here (need apt-get and root): the adopter example's tests are skipped with that reason"; fi
 
 up: install ## Run the platform (gateway; more services as they land) until Ctrl-C
 	$(VENV)/bin/ai-suite up
@@ -87,10 +100,10 @@ lint: install ## ruff, black --check, bandit and import-linter (layers point one
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/black --check --quiet .
-	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins --severity-level medium
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
 
 security: install ## bandit, plus safety where its vulnerability service is reachable
-	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins --severity-level medium
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
 	@echo "safety: skipped here, its vulnerability database needs network access this machine does not have; it runs in .github/workflows/ci.yml"
 
 format: install ## Apply black and ruff fixes

@@ -39,7 +39,7 @@ settings.register_profile("dev", max_examples=20, deadline=None)
 settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
-# pytester drives the plugins of pytest_plugins/ as users run them.
+# pytester drives the plugins of pytest_plugins/ (package ai_suite_pytest) as users run them.
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).parent

@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_plugins.metrics import assert_counter_delta, from_registry, parse_text
-from pytest_plugins.metrics.coverage import changed_series
+from ai_suite_pytest.metrics import assert_counter_delta, from_registry, parse_text
+from ai_suite_pytest.metrics.coverage import changed_series
 
 
 def registry_with(series: int) -> tuple[CollectorRegistry, Counter]:

@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_plugins.sqlite_reset import SqliteReset, make_builder, savepoint  # noqa: E402
+from ai_suite_pytest.sqlite_reset import SqliteReset, make_builder, savepoint  # noqa: E402
+
 from services.security.audit import AuditEntry, AuditLog  # noqa: E402
 from services.security.db import Database  # noqa: E402
 from services.security.migrations import migrate  # noqa: E402

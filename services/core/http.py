@@ -35,14 +35,23 @@ def default_ssl_context() -> ssl.SSLContext:
 
 
 def make_async_client(
-    *, connect_timeout: float = 2.0, read_timeout: float = 300.0, **kwargs: object
+    *,
+    connect_timeout: float = 2.0,
+    read_timeout: float = 300.0,
+    pool_timeout: float | None = None,
+    **kwargs: object,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` with a short connect timeout and request id forwarding.
 
     The connect timeout is short so that a backend that is down is reported in
-    seconds; the read timeout is long because local models can be slow.
+    seconds; the read timeout is long because local models can be slow. The pool timeout
+    (waiting for a free connection when ``limits`` caps them) defaults to the read timeout.
     """
-    timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+    timeout = httpx.Timeout(
+        read_timeout,
+        connect=connect_timeout,
+        pool=read_timeout if pool_timeout is None else pool_timeout,
+    )
     kwargs.setdefault("verify", default_ssl_context())
     client = httpx.AsyncClient(timeout=timeout, **kwargs)  # type: ignore[arg-type]
     return add_request_id_forwarding(client)

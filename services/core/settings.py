@@ -107,5 +107,10 @@ class CoreSettings(BaseSettings):
     def security_db_path(self) -> Path:
         return self.data_dir / "security.db"
 
+    @property
+    def fairness_db_path(self) -> Path:
+        """Per-key rate and concurrency state, shared by a service's processes."""
+        return self.data_dir / "fairness.db"
+
     def service_url(self, port: int) -> str:
         return f"http://{self.host}:{port}"

@@ -7,6 +7,8 @@ forwarding to the other services (:mod:`services.gateway.forward`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +36,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import LlmMetrics, UpstreamPool
 from services.security.bootstrap import secure_service_app
 from services.security.db import Database
+from services.security.fairness import Fairness, FairnessMetrics, open_fairness_db
 
 SERVICE = "gateway"
 
@@ -62,8 +65,28 @@ def create_app(
         chat_model=settings.inference_chat_model,
         code_model=settings.inference_code_model,
     )
+    # Inference requests get a bounded pool per backend of their own, apart from `client`
+    # (probes, discovery, forwarding), so that a user's long streams can never take the
+    # connections /ready and /v1/models need. An injected client serves everything.
+    inference_clients = (
+        {}
+        if http_client is not None
+        else {
+            backend.name: make_async_client(
+                connect_timeout=settings.upstream_connect_timeout,
+                read_timeout=settings.upstream_read_timeout,
+                pool_timeout=settings.upstream_pool_timeout,
+                limits=httpx.Limits(
+                    max_connections=settings.upstream_max_connections,
+                    max_keepalive_connections=min(20, settings.upstream_max_connections),
+                ),
+            )
+            for backend in models.backends
+        }
+    )
     owns_db = db is None
     database = db or Database(settings.security_db_path)
+    fairness_db = open_fairness_db(settings.fairness_db_path)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -72,11 +95,20 @@ def create_app(
             len(models.list_models()),
             len(models.backends),
         )
-        yield
-        if owns_client:
-            await client.aclose()
-        if owns_db:
-            database.close()
+        leases_task = asyncio.create_task(fairness.run(), name="fairness-leases")
+        try:
+            yield
+        finally:
+            leases_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leases_task
+            for owned in inference_clients.values():
+                await owned.aclose()
+            if owns_client:
+                await client.aclose()
+            if owns_db:
+                database.close()
+            fairness_db.close()
 
     parts, _ = secure_service_app(
         SERVICE,
@@ -86,6 +118,12 @@ def create_app(
         limits=settings.request_limits,
     )
     app = parts.app
+    fairness = Fairness(
+        fairness_db,
+        SERVICE,
+        settings.fairness_limits,
+        metrics=FairnessMetrics(parts.registry, SERVICE),
+    )
     pool = UpstreamPool(
         models,
         client,
@@ -95,13 +133,15 @@ def create_app(
         failure_threshold=settings.breaker_failure_threshold,
         reset_seconds=settings.breaker_reset_seconds,
         api_keys=_settings_keys(settings, models, url_mode),
+        inference_clients=inference_clients,
     )
     discovery = _discovery(settings, models, pool) if url_mode else None
-    proxy = InferenceProxy(models, pool, discovery)
+    proxy = InferenceProxy(models, pool, discovery, fairness)
     app.state.settings = settings
     app.state.models = models
     app.state.upstream = pool
     app.state.proxy = proxy
+    app.state.fairness = fairness
 
     app.include_router(models_routes.router(models, pool))
     app.include_router(chat.router(proxy))
@@ -115,6 +155,7 @@ def create_app(
             "/v1/approvals": Target("MCP server", settings.mcp_base_url, "/approvals"),
             "/v1/rag": Target("RAG service", settings.rag_base_url, ""),
         },
+        fairness,
     )
     # Backends are not critical: /ready stays 200 ("degraded") while one is down,
     # since the gateway itself works and answers 503 with what to do.

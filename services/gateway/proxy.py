@@ -10,13 +10,15 @@ happen before, in each route's ``requires(...)`` dependency.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from services.core.errors import ApiError
 from services.gateway.discovery import ModelDiscovery
@@ -24,6 +26,7 @@ from services.gateway.registry import AUTO_MODEL, ModelRegistry, ResolvedModel
 from services.gateway.selection import ModelKind
 from services.gateway.upstream import NoBackendAvailable, UpstreamPool, UpstreamResponse
 from services.security.audit import AuditEntry
+from services.security.fairness import Fairness, FairnessUnavailable, Lease, LimitExceeded
 from services.security.http_auth import audit
 from services.security.rbac import Principal
 
@@ -76,10 +79,13 @@ class InferenceProxy:
         models: ModelRegistry,
         pool: UpstreamPool,
         discovery: ModelDiscovery | None = None,
+        fairness: Fairness | None = None,
     ) -> None:
         self.models = models
         self.pool = pool
         self.discovery = discovery
+        # Per-key rate and concurrency limits; None only where a test builds a proxy bare.
+        self.fairness = fairness
 
     def resolve(self, requested: str, auto_kind: AutoKind) -> ResolvedModel:
         """Where ``requested`` goes; ApiError (503 / 400 / 404) saying what to do."""
@@ -139,7 +145,40 @@ class InferenceProxy:
         stream: bool = False,
         auto_kind: AutoKind = None,
     ) -> Response:
-        """Forward ``payload`` (the client's body) and relay the upstream's answer."""
+        """Forward ``payload`` (the client's body) and relay the upstream's answer.
+
+        The caller's key must first pass the per-key limits (429 otherwise); its
+        concurrency lease is held until the answer has been relayed, for a stream until
+        the stream ends, however it ends.
+        """
+        fairness = self.fairness
+        if fairness is None:
+            return await self._forward(
+                request, principal, operation, payload, stream=stream, auto_kind=auto_kind
+            )
+        lease = await admit(fairness, principal)
+        try:
+            response = await self._forward(
+                request, principal, operation, payload, stream=stream, auto_kind=auto_kind
+            )
+        except BaseException:
+            await fairness.release(lease)
+            raise
+        if isinstance(response, StreamingResponse):
+            return ReleasingResponse(response, lambda: fairness.release(lease))
+        await fairness.release(lease)
+        return response
+
+    async def _forward(
+        self,
+        request: Request,
+        principal: Principal,
+        operation: Operation,
+        payload: dict[str, Any],
+        *,
+        stream: bool,
+        auto_kind: AutoKind,
+    ) -> Response:
         resolved = self.resolve(str(payload["model"]), auto_kind)
         label = PASSTHROUGH_LABEL if resolved.passthrough else resolved.alias
 
@@ -248,6 +287,47 @@ class InferenceProxy:
         )
         payload["model"] = fresh
         return await self.pool.post(label, resolved.backends, operation.path, payload)
+
+
+async def admit(fairness: Fairness, principal: Principal) -> Lease | None:
+    """The caller's per-key limits (GATEWAY_RATE_LIMIT_PER_MINUTE and
+    GATEWAY_MAX_CONCURRENT_PER_KEY): a lease to release, or ApiError 429."""
+    try:
+        return await fairness.admit(str(principal.user_id))
+    except (LimitExceeded, FairnessUnavailable) as exc:
+        raise exc.api_error() from None
+
+
+class ReleasingResponse(Response):
+    """Sends ``inner``, then awaits ``release`` however the sending ends.
+
+    Starlette calls every response a route returns, also when the client has gone
+    away already, and cancels it when the client goes away mid-stream; ``finally``
+    runs in both cases, so a stream's concurrency lease cannot outlive the stream.
+    """
+
+    def __init__(self, inner: Response, release: Callable[[], Awaitable[None]]) -> None:
+        # Not Response.__init__: there is no body of its own to render.
+        self.inner = inner
+        self.release = release
+        self.status_code = inner.status_code
+        self.raw_headers = inner.raw_headers
+
+    # FastAPI hands a route's BackgroundTasks to the response it returns: they must reach
+    # the response that runs them.
+    @property  # type: ignore[override]
+    def background(self) -> BackgroundTask | None:
+        return self.inner.background
+
+    @background.setter
+    def background(self, value: BackgroundTask | None) -> None:
+        self.inner.background = value
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            await self.release()
 
 
 def _entry(

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import SecretStr, field_validator
 
 from services.core.settings import CoreSettings, env_field
+from services.security.fairness import FairnessLimits
 
 
 class GatewaySettings(CoreSettings):
@@ -51,6 +52,35 @@ class GatewaySettings(CoreSettings):
     upstream_backoff_seconds: float = env_field("UPSTREAM_BACKOFF_SECONDS", default=0.2, ge=0)
     breaker_failure_threshold: int = env_field("BREAKER_FAILURE_THRESHOLD", default=5, ge=1)
     breaker_reset_seconds: float = env_field("BREAKER_RESET_SECONDS", default=30.0, gt=0)
+    upstream_max_connections: int = env_field(
+        "UPSTREAM_MAX_CONNECTIONS",
+        default=64,
+        ge=1,
+        description="Connections per backend for inference requests (streams hold one until"
+        " they end). A pool of its own: health checks, /ready and model discovery never wait"
+        " behind streams.",
+    )
+    upstream_pool_timeout: float = env_field(
+        "UPSTREAM_POOL_TIMEOUT",
+        default=10.0,
+        gt=0,
+        description="How long an inference request waits for a free connection to a backend"
+        " (UPSTREAM_MAX_CONNECTIONS in use) before it tries the next backend or gets 503.",
+    )
+    rate_limit_per_minute: int = env_field(
+        "GATEWAY_RATE_LIMIT_PER_MINUTE",
+        default=600,
+        ge=1,
+        description="Requests a user may make per minute to the inference and forwarded"
+        " routes (a token bucket shared by every gateway process); refused ones count too.",
+    )
+    max_concurrent_per_key: int = env_field(
+        "GATEWAY_MAX_CONCURRENT_PER_KEY",
+        default=8,
+        ge=1,
+        description="Requests of one user in progress at once (a stream until it ends), across"
+        " every gateway process.",
+    )
 
     mcp_url: str | None = env_field(
         "MCP_URL",
@@ -76,6 +106,15 @@ class GatewaySettings(CoreSettings):
     @property
     def port(self) -> int:
         return self.gateway_port
+
+    @property
+    def fairness_limits(self) -> FairnessLimits:
+        return FairnessLimits(
+            self.rate_limit_per_minute,
+            self.max_concurrent_per_key,
+            "GATEWAY_RATE_LIMIT_PER_MINUTE",
+            "GATEWAY_MAX_CONCURRENT_PER_KEY",
+        )
 
     @property
     def mcp_base_url(self) -> str:

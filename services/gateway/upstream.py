@@ -156,8 +156,14 @@ class UpstreamPool:
         failure_threshold: int = 5,
         reset_seconds: float = 30.0,
         api_keys: Mapping[str, SecretStr] | None = None,
+        inference_clients: Mapping[str, httpx.AsyncClient] | None = None,
     ) -> None:
         self.registry = registry
+        # Inference requests go through a bounded pool per backend (UPSTREAM_MAX_CONNECTIONS)
+        # when given; ``client`` serves the rest (/ready probes, discovery), so that long
+        # streams can never take every connection those need. A backend without one uses
+        # ``client`` (tests that route everything through one transport).
+        self._inference_clients = dict(inference_clients or {})
         # Keys given in the settings (INFERENCE_API_KEY), by backend name; they win over
         # a backend's api_key_env.
         self._api_keys = dict(api_keys or {})
@@ -185,11 +191,12 @@ class UpstreamPool:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def _attempt(self, backend: Backend, path: str, body: dict[str, Any]) -> httpx.Response:
-        request = self.client.build_request(
+        client = self._inference_clients.get(backend.name, self.client)
+        request = client.build_request(
             "POST", f"{backend.url}{path}", json=body, headers=self._headers(backend)
         )
         try:
-            response = await self.client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except httpx.ConnectTimeout as exc:
             raise _Retryable("connect_timeout", f"connect timeout ({exc})") from exc
         except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
@@ -237,6 +244,16 @@ class UpstreamPool:
                 breaker.record_failure()
                 last = exc.last_attempt.exception()
                 failures[backend.name] = getattr(last, "detail", str(last))
+                continue
+            except httpx.PoolTimeout:
+                # Every connection of the gateway's pool for this backend is in use: load
+                # on the gateway, not a fault of the backend, which the breaker must not
+                # hear of (a client with many slow streams could otherwise switch it off).
+                breaker.record_neutral()
+                failures[backend.name] = (
+                    "all of the gateway's connections to it are in use"
+                    " (UPSTREAM_MAX_CONNECTIONS); retry shortly"
+                )
                 continue
             except httpx.TimeoutException as exc:
                 # A read timeout: the model may still be generating, so retrying

@@ -13,17 +13,19 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from services.core.health import Check
 from services.core.http import make_async_client
 from services.mcp.approvals import ApprovalMetrics, ApprovalStore, ApprovalSweeper
+from services.mcp.box import Box
 from services.mcp.pipeline import ToolMetrics, ToolPipeline
 from services.mcp.protocol import McpProtocol
-from services.mcp.ratelimit import RateLimiter
 from services.mcp.rest import approvals_router, tools_router
 from services.mcp.sandbox import Workspace
 from services.mcp.settings import McpSettings
 from services.mcp.tools import build_tools
 from services.security.bootstrap import secure_service_app
 from services.security.db import Database
+from services.security.fairness import Fairness, FairnessMetrics, open_fairness_db
 
 SERVICE = "mcp"
 log = logging.getLogger("ai_suite.mcp")
@@ -42,10 +44,18 @@ def create_app(
     owns_db = db is None
     database = db or Database(settings.security_db_path)
     workspace = Workspace(settings.workspace_roots)
+    box = Box(settings)
+    fairness_db = open_fairness_db(settings.fairness_db_path)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Probed once per process (cached): run_command is refused without a box, and
+        # an operator should learn that from the log, not from the first refused call.
+        unboxed = await asyncio.to_thread(box.unavailable_reason)
+        if unboxed:
+            log.error("run_command will be refused: %s", unboxed)
         sweeper_task = asyncio.create_task(sweeper.run(), name="approval-sweeper")
+        leases_task = asyncio.create_task(fairness.run(), name="fairness-leases")
         try:
             async with protocol.session_manager.run():
                 log.info(
@@ -55,9 +65,11 @@ def create_app(
                 )
                 yield
         finally:
-            sweeper_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper_task
+            for task in (sweeper_task, leases_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            fairness_db.close()
             if owns_client:
                 await client.aclose()
             if owns_db:
@@ -71,6 +83,7 @@ def create_app(
         limits=settings.request_limits,
     )
     app = parts.app
+    parts.checks.append(_sandbox_check(box))
     approvals = ApprovalStore(
         database,
         security.audit,
@@ -79,6 +92,12 @@ def create_app(
     )
     sweeper = ApprovalSweeper(
         approvals, min(settings.approval_sweep_seconds, settings.approval_ttl_seconds)
+    )
+    fairness = Fairness(
+        fairness_db,
+        SERVICE,
+        settings.fairness_limits,
+        metrics=FairnessMetrics(parts.registry, SERVICE),
     )
     pipeline = ToolPipeline(
         settings=settings,
@@ -89,7 +108,7 @@ def create_app(
         workspace=workspace,
         http_client=client,
         metrics=ToolMetrics(parts.registry),
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        fairness=fairness,
         started=time.monotonic(),
     )
     protocol = McpProtocol(pipeline, security.access, app.state.auth_metrics, settings.host)
@@ -104,3 +123,13 @@ def create_app(
     app.state.sweeper = sweeper
     app.state.workspace = workspace
     return app
+
+
+def _sandbox_check(box: Box) -> Check:
+    """Not critical: every other tool works without a box; /ready says "degraded" and why."""
+
+    async def sandbox_ready() -> str | None:
+        return await asyncio.to_thread(box.unavailable_reason)
+
+    # The first probe starts bwrap once (then cached): allow it more than the default 2 s.
+    return Check("command_sandbox", sandbox_ready, timeout=20.0, critical=False)

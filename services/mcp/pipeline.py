@@ -1,8 +1,8 @@
 """The one path every tool call takes, over REST and over MCP alike.
 
-authenticate (done by the caller) → authorise the role → validate arguments (schema,
-then size limits) → rate limit → approval (create a request, or consume an approved
-one) → intent row → execute with a timeout → outcome row → metrics.
+authenticate (done by the caller) → rate and concurrency limits → authorise the role →
+validate arguments (schema, then size limits) → approval (create a request, or consume
+an approved one) → intent row → execute with a timeout → outcome row → metrics.
 
 Audit (issue 11, "audit that survives kill -9"): a call that is refused or waits for
 approval writes exactly one row. A call that runs writes an intent row (outcome
@@ -13,8 +13,9 @@ in between, the next start closes the call with ``interrupted``
 (``AuditLog.recover_interrupted``). If a row cannot be written the call fails (503), and
 before the intent row is stored nothing has run.
 
-The rate limit is checked before the approval step so that a refused call
-never uses up an approval.
+The per-key rate and concurrency limits (services/security/fairness.py) come first,
+right after authentication: every call counts, refused ones too, and a call refused by
+them never reaches the approval step, so it never uses up an approval.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import math
 import threading
 import time
 import uuid
@@ -37,7 +37,6 @@ from pydantic import ValidationError
 
 from services.core.metrics import LATENCY_BUCKETS
 from services.mcp.approvals import ApprovalRefused, ApprovalStore
-from services.mcp.ratelimit import RateLimiter
 from services.mcp.sandbox import Workspace
 from services.mcp.settings import McpSettings
 from services.mcp.tools.base import ToolContext, ToolError, ToolSpec
@@ -48,6 +47,7 @@ from services.security.audit import (
     AuditTransaction,
     AuditWriteError,
 )
+from services.security.fairness import Fairness, FairnessUnavailable, Lease, LimitExceeded
 from services.security.policy import tool_permission
 from services.security.rbac import AccessControl, Principal
 
@@ -134,7 +134,7 @@ class ToolPipeline:
         workspace: Workspace,
         http_client: httpx.AsyncClient,
         metrics: ToolMetrics,
-        limiter: RateLimiter,
+        fairness: Fairness,
         started: float,
     ) -> None:
         self.settings = settings
@@ -145,7 +145,7 @@ class ToolPipeline:
         self.workspace = workspace
         self.http_client = http_client
         self.metrics = metrics
-        self.limiter = limiter
+        self.fairness = fairness
         self.started = started
         self.owner = audit.owner  # the process named in this pipeline's intent rows
         self._write_lock = threading.Lock()
@@ -185,6 +185,41 @@ class ToolPipeline:
         spec = self.tools.get(name)
         label = name if spec else UNKNOWN_TOOL
         call = _Call(self, principal, label, started)
+        lease = await self._admit(call)
+        try:
+            return await self._checked_call(
+                call, spec, name, arguments, approval_id=approval_id, authorization=authorization
+            )
+        finally:
+            await self.fairness.release(lease)
+
+    async def _admit(self, call: _Call) -> Lease | None:
+        """The per-key rate and concurrency limits, before every other check.
+
+        Every authenticated call counts, the refused ones too (unknown tool, denied,
+        invalid): refusals must not be free to hammer. A call refused here never reaches
+        the approval step, so it never uses up an approval.
+        """
+        try:
+            return await self.fairness.admit(str(call.principal.user_id))
+        except LimitExceeded as exc:
+            return await call.refuse(
+                "rate_limited", CallError(429, exc.code, exc.message, headers=exc.headers)
+            )
+        except FairnessUnavailable as exc:
+            return await call.refuse("error", CallError(503, exc.code, exc.message))
+
+    async def _checked_call(
+        self,
+        call: _Call,
+        spec: ToolSpec | None,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        approval_id: str | None,
+        authorization: str | None,
+    ) -> CallResult:
+        principal = call.principal
         if spec is None:
             await call.refuse(
                 "not_found",
@@ -209,24 +244,12 @@ class ToolPipeline:
         # What an approver sees: every argument the call runs with (secrets redacted).
         call.details = spec.describe(args) if spec.describe else call.summary
         if spec.precheck is not None:
-            # Size limits before the rate limit and the approval: an admin must never be
-            # asked to approve a call that cannot run.
+            # Size limits before the approval: an admin must never be asked to approve a
+            # call that cannot run.
             try:
                 spec.precheck(self.settings, args)
             except ToolError as exc:
                 await call.refuse("invalid", CallError(exc.status, exc.code, exc.message))
-        retry_after = self.limiter.acquire(principal.user_id)
-        if retry_after is not None:
-            await call.refuse(
-                "rate_limited",
-                CallError(
-                    429,
-                    "rate_limited",
-                    f"more than {self.settings.rate_limit_per_minute} tool calls in a minute;"
-                    f" retry in {math.ceil(retry_after)}s",
-                    headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
-                ),
-            )
         if decision.requires_approval:
             digest = arguments_hash(name, args.model_dump(mode="json"))
             if not approval_id:

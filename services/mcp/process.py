@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,11 @@ class ProcessResult:
         }
 
 
+# After the kill: the pipes close as soon as the last process holding them is gone. Bound
+# the wait anyway, so a process that escaped the kill can never hold the call open.
+_DRAIN_AFTER_KILL = 2.0
+
+
 def _kill_group(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -81,25 +87,31 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
 async def run_process(
     argv: list[str],
     *,
-    cwd_fd: int,
+    cwd_fd: int | None,
     env: dict[str, str],
     time_limit: float,
     max_output: int,
+    preexec: Callable[[], None] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` (never through a shell) in the directory open as ``cwd_fd``.
 
     The working directory is the already-verified directory descriptor itself
-    (``/proc/self/fd/N`` in the child), so no path is resolved again.
+    (``/proc/self/fd/N`` in the child), so no path is resolved again; ``None`` starts it in
+    ``/`` with no descriptor passed (the box: it changes directory itself, and a
+    descriptor of a host directory would be a way out of it). ``preexec`` runs in
+    the child before exec (joining a cgroup: a single write to an open descriptor).
     """
     process = await asyncio.create_subprocess_exec(
         *argv,
-        cwd=f"/proc/self/fd/{cwd_fd}",
-        pass_fds=(cwd_fd,),
+        cwd="/" if cwd_fd is None else f"/proc/self/fd/{cwd_fd}",
+        pass_fds=() if cwd_fd is None else (cwd_fd,),
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
+        # Joining a cgroup: one os.write to an open descriptor, no locks taken.
+        preexec_fn=preexec,
     )
     out, err = _Capture(max_output, bytearray()), _Capture(max_output, bytearray())
     assert process.stdout is not None
@@ -112,10 +124,11 @@ async def run_process(
         timed_out = True
     finally:
         # Also runs when the whole tool call is cancelled: nothing outlives the call.
-        if process.returncode is None or timed_out:
+        killed = process.returncode is None or timed_out
+        if killed:
             _kill_group(process)
         with contextlib.suppress(Exception):
-            await work
+            await asyncio.wait_for(work, _DRAIN_AFTER_KILL if killed else None)
     return ProcessResult(
         exit_code=None if timed_out else process.returncode,
         timed_out=timed_out,

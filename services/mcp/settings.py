@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import field_validator
 
 from services.core.settings import CoreSettings, env_field
+from services.security.fairness import FairnessLimits
 
 DEFAULT_ALLOWLIST = ("ls", "cat", "echo", "git", "python3", "pytest", "grep", "wc", "head", "tail")
 _SPLIT = re.compile(rf"[,{re.escape(os.pathsep)}]")
@@ -37,12 +38,41 @@ class McpSettings(CoreSettings):
     )
     command_timeout: float = env_field("MCP_COMMAND_TIMEOUT", default=30.0, gt=0)
     tool_timeout: float = env_field("MCP_TOOL_TIMEOUT", default=60.0, gt=0)
+    # The box every run_command child runs in (services/mcp/box.py, docs/security.md).
+    bwrap_path: str = env_field(
+        "MCP_BWRAP_PATH",
+        default="bwrap",
+        description="bubblewrap: a name looked up on the clean PATH, or an absolute path.",
+    )
+    command_network: bool = env_field(
+        "MCP_COMMAND_NETWORK",
+        default=False,
+        description="Give run_command children the host's network (default: none at all).",
+    )
+    command_max_processes: int = env_field("MCP_COMMAND_MAX_PROCESSES", default=256, ge=1)
+    command_max_memory_bytes: int = env_field(
+        "MCP_COMMAND_MAX_MEMORY_BYTES", default=4 * 1024**3, ge=64 * 1024**2
+    )
+    command_max_cpu_seconds: int = env_field("MCP_COMMAND_MAX_CPU_SECONDS", default=120, ge=1)
+    command_max_file_bytes: int = env_field("MCP_COMMAND_MAX_FILE_BYTES", default=1024**3, ge=1024)
     max_read_bytes: int = env_field("MCP_MAX_READ_BYTES", default=1_048_576, ge=1)
     max_write_bytes: int = env_field("MCP_MAX_WRITE_BYTES", default=1_048_576, ge=1)
     max_output_bytes: int = env_field("MCP_MAX_OUTPUT_BYTES", default=65_536, ge=1)
     approval_ttl_seconds: float = env_field("MCP_APPROVAL_TTL_SECONDS", default=3600.0, gt=0)
     approval_sweep_seconds: float = env_field("MCP_APPROVAL_SWEEP_SECONDS", default=30.0, gt=0)
-    rate_limit_per_minute: int = env_field("MCP_RATE_LIMIT_PER_MINUTE", default=300, ge=1)
+    rate_limit_per_minute: int = env_field(
+        "MCP_RATE_LIMIT_PER_MINUTE",
+        default=300,
+        ge=1,
+        description="Tool calls a user may make per minute (a token bucket shared by every MCP"
+        " process); refused calls count too.",
+    )
+    max_concurrent_per_key: int = env_field(
+        "MCP_MAX_CONCURRENT_PER_KEY",
+        default=8,
+        ge=1,
+        description="Tool calls of one user in progress at once, across every MCP process.",
+    )
     allow_self_approval: bool = env_field(
         "MCP_ALLOW_SELF_APPROVAL",
         default=False,
@@ -55,6 +85,16 @@ class McpSettings(CoreSettings):
     @classmethod
     def _join(cls, value: object) -> str:
         return ",".join(split_list(value)) if isinstance(value, list | tuple) else str(value)
+
+    @property
+    def fairness_limits(self) -> FairnessLimits:
+        return FairnessLimits(
+            self.rate_limit_per_minute,
+            self.max_concurrent_per_key,
+            "MCP_RATE_LIMIT_PER_MINUTE",
+            "MCP_MAX_CONCURRENT_PER_KEY",
+            noun="tool calls",
+        )
 
     @property
     def workspace_roots(self) -> list[Path]:

@@ -98,9 +98,10 @@ class ProcessOwner:
             # A killed process its parent has not reaped yet is a zombie: it runs nothing.
             if process.status() == psutil.STATUS_ZOMBIE:
                 return False
-            # create_time is derived from clock ticks since boot: equal to well under
-            # 10 ms for the same process, different for a reused pid.
-            return abs(process.create_time() - self.started) < 0.01
+            # create_time is boot time + ticks since boot; the boot time psutil derives
+            # can move by a fraction of a second between readings (fairness.py saw it),
+            # while a reused pid would have to be reused within that window.
+            return abs(process.create_time() - self.started) < 0.5
         except psutil.NoSuchProcess:
             return False
         except psutil.AccessDenied:

@@ -21,8 +21,17 @@ from services.core.files import PRIVATE_FILE_MODE, private_dir, private_file, ti
 BUSY_TIMEOUT_MS = 5000
 
 
-def connect(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
-    """Open a connection with the platform's pragmas applied."""
+def connect(
+    path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: str = "NORMAL"
+) -> sqlite3.Connection:
+    """Open a connection with the platform's pragmas applied.
+
+    ``synchronous="OFF"`` is for disposable state only (the fairness limits): no fsync
+    at all, so a new file costs about 2 ms instead of about 30; a crash of the operating
+    system may then lose or damage the file, never an application crash.
+    """
+    if synchronous not in ("NORMAL", "OFF"):
+        raise ValueError(f"synchronous must be NORMAL or OFF, got {synchronous!r}")
     conn = sqlite3.connect(
         str(path),
         timeout=busy_timeout_ms / 1000,
@@ -33,8 +42,10 @@ def connect(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqli
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
+        if synchronous == "OFF":  # before the switch to WAL, which would sync otherwise
+            conn.execute("PRAGMA synchronous = OFF")
         _enable_wal(conn, busy_timeout_ms)
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
     except BaseException:
         conn.close()
         raise
@@ -62,9 +73,16 @@ def _enable_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
 class Database:
     """Thread-local connections to one SQLite file."""
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        synchronous: str = "NORMAL",
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
         # Key hashes, the audit log and approvals: only our user may read them. SQLite
         # creates -wal and -shm with the database file's mode, so 0600 carries over;
         # files left wider by an older version are tightened here.
@@ -83,7 +101,9 @@ class Database:
         if conn is None:
             if self._closed:
                 raise RuntimeError(f"database {self.path} is closed")
-            conn = connect(self.path, busy_timeout_ms=self.busy_timeout_ms)
+            conn = connect(
+                self.path, busy_timeout_ms=self.busy_timeout_ms, synchronous=self.synchronous
+            )
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -124,7 +144,9 @@ class Database:
             if self._watch is None:
                 if self._closed:
                     raise RuntimeError(f"database {self.path} is closed")
-                self._watch = connect(self.path, busy_timeout_ms=self.busy_timeout_ms)
+                self._watch = connect(
+                    self.path, busy_timeout_ms=self.busy_timeout_ms, synchronous=self.synchronous
+                )
             return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
 
     def close(self) -> None:

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from ai_suite_pytest.stack import Stack
 
-from pytest_plugins.stack import Stack
 from services.core.supervisor import Supervisor
 from services.monitoring.alerts_listener import AlertListener
 from services.monitoring.config import MonitoringRender, render_alertmanager, render_prometheus

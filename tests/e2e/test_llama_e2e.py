@@ -21,9 +21,9 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from ai_suite_pytest.stack import Stack
 from prometheus_client.parser import text_string_to_metric_families
 
-from pytest_plugins.stack import Stack
 from tests.support.keys import make_key
 from tests.support.tiny_gguf import EMBEDDING_WIDTH
 

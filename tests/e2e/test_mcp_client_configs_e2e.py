@@ -14,10 +14,10 @@ from typing import Any, TextIO
 
 import httpx2
 import pytest
+from ai_suite_pytest.stack import Stack
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from pytest_plugins.stack import Stack
 from services.core.version import package_version
 from tests.support.keys import make_key
 from tests.support.mcp_client import child_env, stdio_session

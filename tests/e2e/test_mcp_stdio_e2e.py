@@ -14,9 +14,9 @@ from typing import TextIO
 
 import anyio
 import pytest
+from ai_suite_pytest.stack import Stack
 from mcp.shared.exceptions import MCPError
 
-from pytest_plugins.stack import Stack
 from services.core.version import package_version
 from services.security.db import Database
 from tests.support.keys import make_key

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+from ai_suite_pytest.stack import Stack
 
-from pytest_plugins.stack import Stack
 from services.monitoring.dashboards import expand_variables
 from services.security.db import Database
 from services.security.keys import KeyStore

@@ -6,8 +6,8 @@ import time
 
 import openai
 import pytest
+from ai_suite_pytest.stack import Stack
 
-from pytest_plugins.stack import Stack
 from services.security.db import Database
 from services.security.keys import KeyStore
 from services.security.migrations import migrate

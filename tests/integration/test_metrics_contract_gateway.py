@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ai_suite_pytest.metrics import Contract, Metrics
 
-from pytest_plugins.metrics import Contract, Metrics
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 from tests.support.keys import make_key

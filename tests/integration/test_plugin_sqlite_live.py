@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ai_suite_pytest.sqlite_reset import SqliteReset, make_builder
 
-from pytest_plugins.sqlite_reset import SqliteReset, make_builder
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 from services.security.db import Database

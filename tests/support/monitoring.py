@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from ai_suite_pytest.metrics.contract import Contract
 
-from pytest_plugins.metrics.contract import Contract
 from services.core.yamlfile import safe_load
 from services.monitoring.catalog import (
     Catalog,

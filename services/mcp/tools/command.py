@@ -1,4 +1,10 @@
-"""``run_command``: an allowlisted program with an argv list, never a shell."""
+"""``run_command``: an allowlisted program with an argv list, never a shell, in a box.
+
+Every call runs in the box of services/mcp/box.py (bubblewrap: own PID, mount, user
+and network namespaces, rlimits); where no box can be had, the call is refused before
+an approval is created, never run unboxed. Per-program argument rules (tools/argrules.py)
+are checked at the same point.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from services.mcp.box import Box, BoxUnavailable, PidsCgroup
 from services.mcp.process import CLEAN_PATH, clean_env, run_process
 from services.mcp.sandbox import SandboxError
+from services.mcp.settings import McpSettings
+from services.mcp.tools.argrules import check_arguments
 from services.mcp.tools.base import ToolArgs, ToolContext, ToolError, ToolSpec, shown
 
 MAX_ARGS = 256
@@ -69,24 +78,52 @@ def resolve_executable(program: str, allowlist: frozenset[str]) -> str:
     return found
 
 
+def _unavailable(exc: BoxUnavailable) -> ToolError:
+    return ToolError(str(exc), code="sandbox_unavailable", status=503)
+
+
+def check_command(settings: McpSettings, args: RunCommandArgs) -> None:
+    """Before the approval: the program is allowed, its arguments pass, a box can be had."""
+    resolve_executable(args.argv[0], settings.command_allowlist)
+    check_arguments(args.argv)
+    try:
+        Box(settings).check()
+    except BoxUnavailable as exc:
+        raise _unavailable(exc) from None
+
+
 async def run_command(ctx: ToolContext, args: RunCommandArgs) -> dict[str, Any]:
+    check_command(ctx.settings, args)
     executable = resolve_executable(args.argv[0], ctx.settings.command_allowlist)
+    box = Box(ctx.settings)
     limit = ctx.settings.command_timeout
     timeout = min(args.timeout or limit, limit)
+    cgroup = PidsCgroup.create(ctx.settings.command_max_processes)
     try:
         location = ctx.workspace.locate(args.cwd)
-        with ctx.workspace.open_dir(location) as cwd_fd:
-            result = await run_process(
-                [executable, *args.argv[1:]],
-                cwd_fd=cwd_fd,
-                env=clean_env(location.root),
-                time_limit=timeout,
-                max_output=ctx.settings.max_output_bytes,
-            )
+        # Verified (component by component, no symlinks), then resolved again by bwrap
+        # inside the box, where only the workspace root and system files exist: a path
+        # swapped after the check cannot lead anywhere else. No host descriptor is
+        # passed in (openat(fd, "..") would leave the box).
+        with ctx.workspace.open_dir(location):
+            pass
+        result = await run_process(
+            box.argv([executable, *args.argv[1:]], root=location.root, cwd=location.absolute),
+            cwd_fd=None,
+            env=clean_env(location.root),
+            time_limit=timeout,
+            max_output=ctx.settings.max_output_bytes,
+            preexec=cgroup.join if cgroup is not None else None,
+        )
+    except BoxUnavailable as exc:
+        raise _unavailable(exc) from None
     except SandboxError as exc:
         raise ToolError.from_sandbox(exc) from None
     except OSError as exc:
         raise ToolError(f"could not start {args.argv[0]!r}: {exc.strerror}") from None
+    finally:
+        if cgroup is not None:
+            await cgroup.remove()
     if result.timed_out:
         output = result.as_dict()
         del output["exit_code"], output["timed_out"]
@@ -109,5 +146,6 @@ TOOLS = (
         run_command,
         # Every argument (secrets redacted): what the approver approves is what runs.
         lambda a: {"argv": shown(a.argv), "cwd": shown(a.cwd), "timeout": a.timeout},
+        precheck=check_command,
     ),
 )

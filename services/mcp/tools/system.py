@@ -50,6 +50,7 @@ async def system_info(ctx: ToolContext, _: SystemInfoArgs) -> dict[str, Any]:
             "command_timeout_seconds": settings.command_timeout,
             "tool_timeout_seconds": settings.tool_timeout,
             "rate_limit_per_minute": settings.rate_limit_per_minute,
+            "max_concurrent_per_key": settings.max_concurrent_per_key,
         },
         "caller": {"user": ctx.principal.user, "role": ctx.principal.role},
     }

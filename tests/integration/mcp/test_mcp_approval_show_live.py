@@ -14,10 +14,11 @@ import httpx
 from services.mcp.app import create_app
 from services.mcp.settings import McpSettings
 from services.security.db import Database
+from tests.support.box import needs_box
 from tests.support.live import serve_in_thread
 
 AI_SUITE = str(Path(sys.executable).parent / "ai-suite")
-ARGV = ["git", "-c", "alias.x=!id", "x", "--token=sk-abcdef1234567890XYZ"]
+ARGV = ["git", "log", "--grep=!id x", "x", "--token=sk-abcdef1234567890XYZ"]
 
 
 def ai_suite(*args: str, key: str) -> subprocess.CompletedProcess[str]:
@@ -33,6 +34,7 @@ def ai_suite(*args: str, key: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@needs_box
 def test_approvals_show_prints_the_full_argv_through_the_gateway(start_gateway, keys, tmp_path):
     data_dir = tmp_path / "data"
     requester, approver = keys.create("ann", "admin"), keys.create("bob", "admin")
@@ -57,12 +59,12 @@ def test_approvals_show_prints_the_full_argv_through_the_gateway(start_gateway, 
         listed = ai_suite("list", "--gateway-url", gateway, key=approver)
 
     assert shown.returncode == 0, shown.stderr
-    assert "command:     git -c 'alias.x=!id' x '--token=[REDACTED]'" in shown.stdout
-    assert "  [2] 'alias.x=!id'\n" in shown.stdout
+    assert "command:     git log '--grep=!id x' x '--token=[REDACTED]'" in shown.stdout
+    assert "  [2] '--grep=!id x'\n" in shown.stdout
     assert f"args sha256: {detail['args_hash']}" in shown.stdout
     assert "sk-abcdef" not in shown.stdout
     assert listed.returncode == 0, listed.stderr
-    assert "git -c 'alias.x=!id' x '--token=[REDACTED]'" in listed.stdout
+    assert "git log '--grep=!id x' x '--token=[REDACTED]'" in listed.stdout
 
     db = Database(data_dir / "security.db")
     try:

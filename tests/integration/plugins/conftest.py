@@ -27,12 +27,12 @@ def plugin_args(module: str, entry_point: str) -> list[str]:
 
 @pytest.fixture
 def sqlite_args() -> list[str]:
-    return plugin_args("pytest_plugins.sqlite_reset.plugin", "ai_suite_sqlite_reset")
+    return plugin_args("ai_suite_pytest.sqlite_reset.plugin", "ai_suite_sqlite_reset")
 
 
 @pytest.fixture
 def metrics_args() -> list[str]:
-    return plugin_args("pytest_plugins.metrics.plugin", "ai_suite_metrics")
+    return plugin_args("ai_suite_pytest.metrics.plugin", "ai_suite_metrics")
 
 
 @pytest.fixture

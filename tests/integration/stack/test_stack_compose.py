@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ai_suite_pytest.stack import docker_cli
+from ai_suite_pytest.stack.backend import ServiceStartError
+from ai_suite_pytest.stack.manager import StackManager
+from ai_suite_pytest.stack.spec import load_stack
+from ai_suite_pytest.stack.state import StackState, current_process_identity
 
-from pytest_plugins.stack import docker_cli
-from pytest_plugins.stack.backend import ServiceStartError
-from pytest_plugins.stack.manager import StackManager
-from pytest_plugins.stack.spec import load_stack
-from pytest_plugins.stack.state import StackState, current_process_identity
 from tests.support import echo_service
 from tests.support.processes import wait_until
 

@@ -161,7 +161,7 @@ def test_starting_a_running_service_is_refused_not_leaked(project: pytest.Pytest
     project.makefile(".yaml", stack=stack_yaml())
     project.makepyfile(test_twice="""
         import pytest
-        from pytest_plugins.stack.backend import ServiceStartError
+        from ai_suite_pytest.stack.backend import ServiceStartError
         def test_twice(stack):
             with pytest.raises(ServiceStartError, match="web is already running"):
                 stack.start("web")

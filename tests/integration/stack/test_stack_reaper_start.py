@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from pytest_plugins.stack import manager as manager_module
-from pytest_plugins.stack.manager import ReaperStartError, StackManager
-from pytest_plugins.stack.spec import load_stack
-from pytest_plugins.stack.state import StackState, current_process_identity
+from ai_suite_pytest.stack import manager as manager_module
+from ai_suite_pytest.stack.manager import ReaperStartError, StackManager
+from ai_suite_pytest.stack.spec import load_stack
+from ai_suite_pytest.stack.state import StackState, current_process_identity
 
 
 def test_a_reaper_that_cannot_start_fails_the_start_naming_why(
@@ -17,7 +16,9 @@ def test_a_reaper_that_cannot_start_fails_the_start_naming_why(
 ) -> None:
     # An interpreter that dies at once stands for a broken install (a missing module).
     broken = tmp_path / "python"
-    broken.write_text("#!/bin/sh\necho 'No module named pytest_plugins.stack.reaper' >&2\nexit 1\n")
+    broken.write_text(
+        "#!/bin/sh\necho 'No module named ai_suite_pytest.stack.reaper' >&2\nexit 1\n"
+    )
     broken.chmod(0o755)
     monkeypatch.setattr(manager_module.sys, "executable", str(broken))
     started = tmp_path / "started"
@@ -31,7 +32,7 @@ def test_a_reaper_that_cannot_start_fails_the_start_naming_why(
         owner=current_process_identity(),
     )
 
-    with pytest.raises(ReaperStartError, match=r"No module named pytest_plugins\.stack\.reaper"):
+    with pytest.raises(ReaperStartError, match=r"No module named ai_suite_pytest\.stack\.reaper"):
         manager.acquire(backend="local")
 
     assert not started.exists()  # no service runs without its watchdog

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ai_suite_pytest.stack.backend import ServiceStartError
+from ai_suite_pytest.stack.handle import Stack
+from ai_suite_pytest.stack.manager import StackManager
+from ai_suite_pytest.stack.spec import load_stack
+from ai_suite_pytest.stack.state import current_process_identity
 
-from pytest_plugins.stack.backend import ServiceStartError
-from pytest_plugins.stack.handle import Stack
-from pytest_plugins.stack.manager import StackManager
-from pytest_plugins.stack.spec import load_stack
-from pytest_plugins.stack.state import current_process_identity
 from tests.support import echo_service
 from tests.support.processes import assert_all_gone
 

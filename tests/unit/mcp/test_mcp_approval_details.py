@@ -14,9 +14,10 @@ import respx
 from click.testing import CliRunner
 
 from services.cli.approvals import approvals
+from tests.support.box import needs_box
 
 BASE = "http://gw.test"
-ARGV = ["git", "-c", "alias.x=!id", "x"]
+ARGV = ["git", "log", "--grep=!id x", "x"]
 SK = "sk-abcdef1234567890XYZ"
 AIS = "ais_" + "Q" * 40
 
@@ -52,6 +53,7 @@ async def detail(env, approval_id: str) -> dict:
     return response.json()
 
 
+@needs_box
 async def test_run_command_approval_shows_the_full_argv_everywhere(env) -> None:
     approval_id = await request(env, "run_command", {"argv": ARGV})
     item = await detail(env, approval_id)
@@ -79,13 +81,13 @@ async def test_run_command_approval_shows_the_full_argv_everywhere(env) -> None:
         shown = cli("show", approval_id)
         listing = cli("list", "--all")
     assert shown.exit_code == 0, shown.output
-    assert "command:     git -c 'alias.x=!id' x" in shown.stdout
-    for index, arg in enumerate(["git", "-c", "'alias.x=!id'", "x"]):
+    assert "command:     git log '--grep=!id x' x" in shown.stdout
+    for index, arg in enumerate(["git", "log", "'--grep=!id x'", "x"]):
         assert f"  [{index}] {arg}\n" in shown.stdout
     assert f"args sha256: {item['args_hash']}" in shown.stdout
     assert "status:      approved" in shown.stdout
     assert listing.exit_code == 0, listing.output
-    assert "git -c 'alias.x=!id' x" in listing.stdout
+    assert "git log '--grep=!id x' x" in listing.stdout
     assert "argc" not in listing.stdout
 
 
@@ -118,8 +120,9 @@ async def test_write_file_approval_shows_path_size_hash_and_a_marked_preview(env
     assert (await detail(env, short))["args_summary"]["preview_truncated"] is False
 
 
+@needs_box
 async def test_secrets_are_redacted_everywhere_and_the_hash_still_binds(env) -> None:
-    secret_argv = ["curl", f"--token={SK}", "-H", f"X: {AIS}", "https://example.test"]
+    secret_argv = ["grep", f"--token={SK}", "-e", f"X: {AIS}", "notes.txt"]
     approval_id = await request(env, "run_command", {"argv": secret_argv})
     other_id = await request(
         env,
@@ -182,6 +185,7 @@ async def test_secrets_are_redacted_everywhere_and_the_hash_still_binds(env) -> 
     assert item["args_hash"] in shown.stdout
 
 
+@needs_box
 async def test_a_different_argv_is_refused_with_the_approval_id(env) -> None:
     approval_id = await request(env, "run_command", {"argv": ARGV})
     await env.client.post(
@@ -191,7 +195,7 @@ async def test_a_different_argv_is_refused_with_the_approval_id(env) -> None:
         "run_command",
         "a",
         "admin",
-        arguments={"argv": ["git", "-c", "alias.x=!rm -rf .", "x"]},
+        arguments={"argv": ["git", "log", "--grep=!rm -rf .", "x"]},
         approval_id=approval_id,
     )
     assert (refused.status_code, refused.json()["error"]["code"]) == (

@@ -13,6 +13,7 @@ from services.core.errors import error_response
 from services.mcp.pipeline import CallError
 from services.mcp.rest import api_error
 from services.mcp.tools.base import ToolError
+from tests.support.box import needs_box
 
 
 def samples(text: str, name: str) -> dict[tuple, float]:
@@ -193,6 +194,7 @@ async def test_reject_needs_a_reason_and_cancel_is_for_the_requester(env) -> Non
     assert bad_status.status_code == 400
 
 
+@needs_box
 async def test_admin_self_approval_off_by_default_and_on_in_dev_mode(make_env) -> None:
     env = make_env()
     pending = await env.call("run_command", "a", "admin", arguments={"argv": ["echo", "hi"]})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from services.mcp.ratelimit import RateLimiter
 from services.mcp.settings import DEFAULT_ALLOWLIST, McpSettings, split_list
 
 
@@ -38,15 +37,12 @@ def test_split_list_accepts_lists() -> None:
     assert McpSettings(command_allowlist=["ls", "cat"]).command_allowlist == {"ls", "cat"}
 
 
-def test_rate_limiter_window() -> None:
-    now = [0.0]
-    limiter = RateLimiter(2, clock=lambda: now[0])
-    assert limiter.acquire(1) is None
-    assert limiter.acquire(1) is None
-    assert limiter.acquire(1) == 60.0
-    assert limiter.acquire(2) is None
-    now[0] = 60.5
-    assert limiter.acquire(1) is None
+def test_fairness_limits_name_their_settings(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MCP_MAX_CONCURRENT_PER_KEY", "3")
+    limits = McpSettings(data_dir=tmp_path, rate_limit_per_minute=7).fairness_limits
+    assert (limits.rate_per_minute, limits.max_concurrent) == (7, 3)
+    assert limits.rate_setting == "MCP_RATE_LIMIT_PER_MINUTE"
+    assert limits.concurrency_setting == "MCP_MAX_CONCURRENT_PER_KEY"
 
 
 def test_bare_field_names_of_other_programs_are_not_read(monkeypatch, tmp_path: Path) -> None:

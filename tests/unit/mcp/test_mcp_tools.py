@@ -16,6 +16,7 @@ from services.mcp.tools.base import ToolError
 from services.mcp.tools.command import RunCommandArgs, resolve_executable
 from services.mcp.tools.files import ReadFileArgs, SearchFilesArgs, WriteFileArgs
 from services.mcp.tools.git import GitAddArgs, GitDiffArgs
+from tests.support.box import needs_box
 
 TOOLS = build_tools()
 
@@ -115,6 +116,7 @@ def test_argument_models_reject_unknown_and_bad_fields() -> None:
 # --- run_command --------------------------------------------------------------
 
 
+@needs_box
 async def test_shell_metacharacters_are_plain_arguments(tool_ctx, workspace_dir) -> None:
     ctx = tool_ctx()
     payload = "hi; touch pwned && echo $HOME | cat > leak `id`"
@@ -142,6 +144,7 @@ def test_allowlisted_program_resolves_on_clean_path_only() -> None:
         resolve_executable("no-such-program-xyz", frozenset({"no-such-program-xyz"}))
 
 
+@needs_box
 async def test_environment_is_scrubbed(tool_ctx, workspace_dir, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-leak")
     monkeypatch.setenv("AI_SUITE_TOKEN", "ais_leak")
@@ -152,6 +155,7 @@ async def test_environment_is_scrubbed(tool_ctx, workspace_dir, monkeypatch) -> 
     assert env["HOME"] == str(workspace_dir.resolve())
 
 
+@needs_box
 async def test_cwd_is_inside_the_workspace(tool_ctx, workspace_dir) -> None:
     (workspace_dir / "sub").mkdir()
     result = await run(
@@ -165,6 +169,7 @@ async def test_cwd_is_inside_the_workspace(tool_ctx, workspace_dir) -> None:
         await run(tool_ctx(), "run_command", argv=["ls"], cwd="../..")
 
 
+@needs_box
 async def test_output_is_truncated_with_a_marker(tool_ctx) -> None:
     ctx = tool_ctx(max_output_bytes=10)
     result = await run(ctx, "run_command", argv=["python3", "-c", "print('x' * 100)"])
@@ -174,6 +179,7 @@ async def test_output_is_truncated_with_a_marker(tool_ctx) -> None:
     assert result["stdout_truncated"] is True
 
 
+@needs_box
 async def test_timeout_is_a_504_naming_the_limit_with_the_output_so_far(
     tool_ctx, workspace_dir: Path
 ) -> None:
@@ -190,6 +196,7 @@ async def test_timeout_is_a_504_naming_the_limit_with_the_output_so_far(
     assert "exit_code" not in partial
 
 
+@needs_box
 async def test_nonzero_exit_is_a_result_not_an_error(tool_ctx) -> None:
     result = await run(tool_ctx(), "run_command", argv=["ls", "definitely-missing"])
     assert result["exit_code"] != 0

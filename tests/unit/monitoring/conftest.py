@@ -6,8 +6,8 @@ Checks that run promtool or amtool live in tests/integration/monitoring/.
 from __future__ import annotations
 
 import pytest
+from ai_suite_pytest.metrics.contract import Contract
 
-from pytest_plugins.metrics.contract import Contract
 from services.monitoring.catalog import Catalog
 from tests.support.monitoring import CONTRACT_FILE, build_catalog
 

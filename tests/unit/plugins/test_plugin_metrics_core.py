@@ -9,12 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from hypothesis import given
-from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-from pytest_plugins.metrics import (
+from ai_suite_pytest.metrics import (
     CardinalityError,
     Contract,
     ContractError,
@@ -33,8 +28,12 @@ from pytest_plugins.metrics import (
     parse_text,
     random_paths,
 )
-from pytest_plugins.metrics.plugin import _STATE, _State, pytest_testnodedown
-from pytest_plugins.metrics.sources import ScrapeError, metrics_url, source_for
+from ai_suite_pytest.metrics.plugin import _STATE, _State, pytest_testnodedown
+from ai_suite_pytest.metrics.sources import ScrapeError, metrics_url, source_for
+from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,9 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
-
-from pytest_plugins.sqlite_reset import (
+from ai_suite_pytest.sqlite_reset import (
     ResetError,
     ResetTimeout,
     SavepointBroken,
@@ -23,7 +21,9 @@ from pytest_plugins.sqlite_reset import (
     savepoint,
     worker_id,
 )
-from pytest_plugins.sqlite_reset.core import parse_seed_lines
+from ai_suite_pytest.sqlite_reset.core import parse_seed_lines
+from prometheus_client import CollectorRegistry
+
 from services.security.audit import AuditEntry, AuditLog
 from services.security.db import Database
 from services.security.keys import KeyStore
@@ -229,7 +229,7 @@ def test_load_object_and_seed_lines() -> None:
     with pytest.raises(ValueError, match="has no attribute 'nope'"):
         load_object("services.security.migrations:nope")
     assert parse_seed_lines(["admin = a.b:c", "", "x=y:z"]) == {"admin": "a.b:c", "x": "y:z"}
-    with pytest.raises(ValueError, match="expected 'name = module:function'"):
+    with pytest.raises(ValueError, match="is not 'name = module:function'"):
         parse_seed_lines(["admin a.b:c"])
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from ai_suite_pytest.stack.compose import port_variable
+from ai_suite_pytest.stack.spec import load_stack
 
-from pytest_plugins.stack.compose import port_variable
-from pytest_plugins.stack.spec import load_stack
 from services.core.yamlfile import SafeLoader
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from pytest_plugins.stack.exclusive import Coordinator
-from pytest_plugins.stack.spec import StackSpecError, load_stack, render
-from pytest_plugins.stack.state import ProcessRecord, StackState, sweep
+from ai_suite_pytest.stack.exclusive import Coordinator
+from ai_suite_pytest.stack.spec import StackSpecError, load_stack, render
+from ai_suite_pytest.stack.state import ProcessRecord, StackState, sweep
 
 
 def write(tmp_path: Path, text: str) -> Path:
