@@ -6,6 +6,7 @@ progress, tables meant for people and errors go to stderr.
 
 from __future__ import annotations
 
+import getpass
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import click
 import httpx
 from filelock import FileLock, Timeout
+from prometheus_client import CollectorRegistry
 
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
@@ -25,6 +27,7 @@ from services.core.files import private_dir
 from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
 from services.core.supervisor import ServiceFailed, Supervisor
+from services.security.audit import AuditLog, AuditWriteError
 from services.security.db import Database
 from services.security.keys import KeyStore, KeyStoreError
 from services.security.migrations import LATEST_VERSION, current_version, migrate
@@ -80,10 +83,27 @@ def db_migrate() -> None:
 # --- keys -------------------------------------------------------------------
 
 
-def _store() -> tuple[Database, KeyStore]:
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return "unknown"
+
+
+def _audited_store(database: Database, command: str) -> KeyStore:
+    """A key store whose changes commit with their audit row (``keys:create``/``revoke``),
+    attributed to the local account that ran ``command``; the CLI has no metrics."""
+    return KeyStore(
+        database,
+        audit=AuditLog(database, CollectorRegistry()),
+        actor=f"cli:{_local_user()} ({command})",
+    )
+
+
+def _store(command: str = "ai-suite keys") -> tuple[Database, KeyStore]:
     database = Database(_settings().security_db_path)
     migrate(database)
-    return database, KeyStore(database)
+    return database, _audited_store(database, command)
 
 
 @cli.group()
@@ -102,7 +122,7 @@ def keys_create(user: str, role: str, name: str, expires_in_days: int | None) ->
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
     try:
         created = store.create_key(user, role, name=name, expires_at=expires)
-    except KeyStoreError as exc:
+    except (KeyStoreError, AuditWriteError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         database.close()
@@ -150,7 +170,7 @@ def keys_revoke(key_id_or_prefix: str) -> None:
     database, store = _store()
     try:
         info = store.revoke(key_id_or_prefix)
-    except KeyStoreError as exc:
+    except (KeyStoreError, AuditWriteError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         database.close()
@@ -210,7 +230,7 @@ def _bootstrap_admin(settings: CoreSettings) -> None:
     database = Database(settings.security_db_path)
     try:
         migrate(database)
-        store = KeyStore(database)
+        store = _audited_store(database, "ai-suite up")
         if store.user_count() == 0:
             created = store.create_key("admin", Role.ADMIN, name="created by ai-suite up")
             _err("")

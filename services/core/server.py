@@ -85,6 +85,9 @@ def serve_from_env(
     """The body of every ``python -m services.<name>``: settings from the environment,
     the app from its factory, served on the service's port."""
     settings = settings_factory()
+    # Before create_app: it opens the database and may log (the audit recovery pass
+    # names the calls a killed process left); those lines must be JSON like the rest.
+    configure_logging(service, settings.log_level)
     serve(
         create_app(settings),
         service=service,

@@ -3,9 +3,10 @@
 States: ``pending`` → ``approved`` | ``rejected`` | ``cancelled`` | ``expired``;
 ``approved`` → ``executed`` | ``expired``. Every transition is one guarded
 ``UPDATE … WHERE status IN (…)`` inside a write transaction, so two racing
-callers cannot both win; the winner writes the audit row and increments
-``approval_requests_total{status}`` exactly once, at the transition — never when
-somebody merely looks at a request.
+callers cannot both win. The transition's audit row is written in that same
+transaction (a ``kill -9`` keeps both or neither; if the row cannot be written the
+transition rolls back), and ``approval_requests_total{status}`` is incremented once,
+after the commit — never when somebody merely looks at a request.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from services.security.audit import AuditEntry, AuditLog
+from services.security.audit import AuditEntry, AuditLog, AuditTransaction
 from services.security.db import Database
 from services.security.migrations import utcnow
 from services.security.rbac import Principal
@@ -170,8 +172,8 @@ class ApprovalStore:
         self, principal: Principal, tool: str, args_hash: str, summary: dict[str, Any]
     ) -> Approval:
         approval_id = "apr_" + uuid.uuid4().hex
-        with self.db.transaction() as conn:
-            conn.execute(
+        with self.audit.transaction() as tx:
+            tx.conn.execute(
                 "INSERT INTO approval_requests (id, user_id, tool, args_hash, args_summary,"
                 " status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -185,8 +187,8 @@ class ApprovalStore:
                     _in(self.ttl),
                 ),
             )
-        approval = self._must_get(approval_id)
-        self._record(REQUESTED, approval, principal)
+            approval = self._record(tx, REQUESTED, approval_id, principal)
+        self._count(REQUESTED)
         return approval
 
     def approve(
@@ -227,12 +229,14 @@ class ApprovalStore:
     ) -> Approval:
         now = utcnow()
         expired_now = False
-        with self.db.transaction() as conn:
+        with self.audit.transaction() as tx:
+            conn = tx.conn
             current = self._locked(conn, approval_id)
             if check is not None:
                 check(current)
             if current.status == PENDING and current.expires_at <= now:
                 self._set(conn, approval_id, (PENDING,), EXPIRED, {})
+                self._record(tx, EXPIRED, approval_id, None)
                 expired_now = True
             elif current.status != PENDING:
                 raise ApprovalRefused(
@@ -251,24 +255,36 @@ class ApprovalStore:
                 if new_expiry:
                     fields["expires_at"] = new_expiry
                 self._set(conn, approval_id, (PENDING,), to_status, fields)
+                approval = self._record(tx, to_status, approval_id, actor)
         if expired_now:
-            self._record(EXPIRED, self._must_get(approval_id), None)
+            self._count(EXPIRED)
             raise ApprovalRefused(
                 410, "approval_expired", f"approval {approval_id} expired before the decision"
             )
-        approval = self._must_get(approval_id)
         if to_status in (APPROVED, REJECTED):
             self.metrics.wait.observe(max(0.0, _seconds_between(approval.created_at, now)))
-        self._record(to_status, approval, actor)
+        self._count(to_status)
         return approval
 
     def consume(
-        self, approval_id: str, principal: Principal, tool: str, args_hash: str
+        self,
+        approval_id: str,
+        principal: Principal,
+        tool: str,
+        args_hash: str,
+        *,
+        also: Callable[[AuditTransaction], None] | None = None,
     ) -> Approval:
-        """Turn an approved request into ``executed`` for exactly one run of the tool."""
+        """Turn an approved request into ``executed`` for exactly one run of the tool.
+
+        ``also`` runs inside the same transaction once the approval is consumed: the
+        pipeline writes the call's intent row there, so an ``executed`` approval always
+        has the row of the call it was used for.
+        """
         now = utcnow()
         expired_now = False
-        with self.db.transaction() as conn:
+        with self.audit.transaction() as tx:
+            conn = tx.conn
             current = self._locked(conn, approval_id)
             if current.user_id != principal.user_id:
                 raise ApprovalRefused(
@@ -282,6 +298,7 @@ class ApprovalStore:
                 )
             if current.status in (PENDING, APPROVED) and current.expires_at <= now:
                 self._set(conn, approval_id, (PENDING, APPROVED), EXPIRED, {})
+                self._record(tx, EXPIRED, approval_id, None)
                 expired_now = True
             else:
                 self._refuse_state(current)
@@ -293,13 +310,15 @@ class ApprovalStore:
                         " repeat the exact call that was approved",
                     )
                 self._set(conn, approval_id, (APPROVED,), EXECUTED, {"executed_at": now})
-        approval = self._must_get(approval_id)
+                approval = self._record(tx, EXECUTED, approval_id, principal)
+                if also is not None:
+                    also(tx)
         if expired_now:
-            self._record(EXPIRED, approval, None)
+            self._count(EXPIRED)
             raise ApprovalRefused(
                 410, "approval_expired", f"approval {approval_id} expired; request a new one"
             )
-        self._record(EXECUTED, approval, principal)
+        self._count(EXECUTED)
         return approval
 
     @staticmethod
@@ -323,19 +342,20 @@ class ApprovalStore:
     def expire_due(self) -> list[Approval]:
         """Expire every pending or approved request past its deadline (the sweeper)."""
         now = utcnow()
-        with self.db.transaction() as conn:
+        with self.audit.transaction() as tx:
             ids = [
                 row[0]
-                for row in conn.execute(
+                for row in tx.conn.execute(
                     "SELECT id FROM approval_requests WHERE status IN (?, ?) AND expires_at <= ?",
                     (PENDING, APPROVED, now),
                 )
             ]
+            expired = []
             for approval_id in ids:
-                self._set(conn, approval_id, (PENDING, APPROVED), EXPIRED, {})
-        expired = [self._must_get(approval_id) for approval_id in ids]
-        for approval in expired:
-            self._record(EXPIRED, approval, None)
+                self._set(tx.conn, approval_id, (PENDING, APPROVED), EXPIRED, {})
+                expired.append(self._record(tx, EXPIRED, approval_id, None))
+        for _ in expired:
+            self._count(EXPIRED)
         return expired
 
     # --- helpers ----------------------------------------------------------------
@@ -372,16 +392,18 @@ class ApprovalStore:
         if cur.rowcount != 1:  # pragma: no cover - the transaction holds the write lock
             raise RuntimeError(f"approval {approval_id} changed during its transition")
 
-    def _must_get(self, approval_id: str) -> Approval:
-        approval = self.get(approval_id)
-        if approval is None:  # pragma: no cover - rows are never deleted
-            raise RuntimeError(f"approval {approval_id} vanished")
-        return approval
-
-    def _record(self, transition: str, approval: Approval, actor: Principal | None) -> None:
-        """Count and audit one transition; raises AuditWriteError if it cannot be stored."""
-        self.metrics.transitions.labels(transition).inc()
-        self.audit.write(
+    def _record(
+        self,
+        tx: AuditTransaction,
+        transition: str,
+        approval_id: str,
+        actor: Principal | None,
+    ) -> Approval:
+        """Audit one transition inside its own transaction; returns the approval as it now
+        is. Raises AuditWriteError if the row cannot be stored (the transition rolls back).
+        """
+        approval = self._locked(tx.conn, approval_id)
+        tx.write(
             AuditEntry(
                 action=f"approval:{transition}",
                 outcome="ok",
@@ -397,10 +419,17 @@ class ApprovalStore:
                 },
             )
         )
+        return approval
+
+    def _count(self, transition: str) -> None:
+        """``approval_requests_total``: only for transitions that committed."""
+        self.metrics.transitions.labels(transition).inc()
 
 
 class ApprovalSweeper:
-    """Expires overdue requests in the background, so they never wait for a poll."""
+    """Expires overdue requests in the background, so they never wait for a poll; also
+    closes the audited calls of processes that died since this one started (another
+    MCP process on the same database, not restarted), not only at the next start."""
 
     def __init__(self, store: ApprovalStore, interval: float) -> None:
         self.store = store
@@ -409,7 +438,16 @@ class ApprovalSweeper:
     async def run(self) -> None:
         while True:
             await self.sweep_once()
+            await self.recover_once()
             await asyncio.sleep(self.interval)
+
+    async def recover_once(self) -> int:
+        try:
+            closed = await asyncio.to_thread(self.store.audit.recover_interrupted)
+        except Exception:  # the sweeper must survive a locked or full database
+            log.exception("audit recovery failed; retrying in %.0fs", self.interval)
+            return 0
+        return len(closed)
 
     async def sweep_once(self) -> int:
         try:

@@ -2,8 +2,16 @@
 
 authenticate (done by the caller) → rate and concurrency limits → authorise the role →
 validate arguments (schema, then size limits) → approval (create a request, or consume
-an approved one) → execute with a timeout → audit → metrics. Each call writes exactly
-one audit row, whatever its outcome; if that row cannot be written the call fails.
+an approved one) → intent row → execute with a timeout → outcome row → metrics.
+
+Audit (issue 11, "audit that survives kill -9"): a call that is refused or waits for
+approval writes exactly one row. A call that runs writes an intent row (outcome
+``started``) before the tool starts and an outcome row (``ok``, ``error``, ``timeout``,
+``cancelled``) after, linked by ``call_id``; an approval-gated call's intent row commits
+in the same transaction as the approval's ``executed`` transition. If the process dies
+in between, the next start closes the call with ``interrupted``
+(``AuditLog.recover_interrupted``). If a row cannot be written the call fails (503), and
+before the intent row is stored nothing has run.
 
 The per-key rate and concurrency limits (services/security/fairness.py) come first,
 right after authentication: every call counts, refused ones too, and a call refused by
@@ -18,8 +26,10 @@ import json
 import logging
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -30,13 +40,20 @@ from services.mcp.approvals import ApprovalRefused, ApprovalStore
 from services.mcp.sandbox import Workspace
 from services.mcp.settings import McpSettings
 from services.mcp.tools.base import ToolContext, ToolError, ToolSpec
-from services.security.audit import AuditEntry, AuditLog, AuditWriteError
+from services.security.audit import (
+    STARTED,
+    AuditEntry,
+    AuditLog,
+    AuditTransaction,
+    AuditWriteError,
+)
 from services.security.fairness import Fairness, FairnessUnavailable, Lease, LimitExceeded
 from services.security.policy import tool_permission
 from services.security.rbac import AccessControl, Principal
 
 log = logging.getLogger("ai_suite.mcp.pipeline")
 UNKNOWN_TOOL = "<unknown>"
+T = TypeVar("T")
 
 
 class CallError(Exception):
@@ -71,8 +88,8 @@ class ToolMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.executions = Counter(
             "mcp_tool_executions_total",
-            "Tool calls by tool and outcome (ok, error, timeout, denied, invalid, pending,"
-            " rate_limited, not_found).",
+            "Tool calls by tool and outcome (ok, error, timeout, cancelled, denied, invalid,"
+            " pending, rate_limited, not_found).",
             ["tool", "status"],
             registry=registry,
         )
@@ -130,13 +147,21 @@ class ToolPipeline:
         self.metrics = metrics
         self.fairness = fairness
         self.started = started
+        self.owner = audit.owner  # the process named in this pipeline's intent rows
         self._write_lock = threading.Lock()
 
-    def write_audit(self, entry: AuditEntry) -> None:
+    def serialized(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # One writer at a time from this process: threads racing for SQLite's write lock
         # fall into its busy-handler sleeps (milliseconds each); a mutex hands over at once.
         with self._write_lock:
-            self.audit_log.write(entry)
+            return fn(*args, **kwargs)
+
+    def write_audit(self, entry: AuditEntry) -> None:
+        self.serialized(self.audit_log.write, entry)
+
+    def in_audit_transaction(self, fn: Callable[[AuditTransaction], T]) -> T:
+        with self._write_lock, self.audit_log.transaction() as tx:
+            return fn(tx)
 
     def visible_tools(self, principal: Principal) -> list[tuple[ToolSpec, bool]]:
         """The tools ``principal`` may call, with whether each needs approval."""
@@ -230,11 +255,14 @@ class ToolPipeline:
             if not approval_id:
                 return await call.request_approval(name, digest)
             await call.use_approval(approval_id, name, digest)
+        else:
+            await call.begin()
         return await call.execute(spec, args, authorization)
 
 
 class _Call:
-    """One call's audit and metrics bookkeeping: exactly one row, whatever happens."""
+    """One call's audit and metrics bookkeeping: one row for a call that does not run,
+    an intent and an outcome row for one that does."""
 
     def __init__(
         self, pipeline: ToolPipeline, principal: Principal, label: str, started: float
@@ -246,28 +274,58 @@ class _Call:
         self.summary: dict[str, Any] = {}
         self.details: dict[str, Any] = {}
         self.approval_id: str | None = None
+        self.call_id: str | None = None  # set once the intent row is written
 
     def _elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
 
-    async def _audit(self, outcome: str, status: int, code: str | None = None) -> None:
+    def _entry(self, outcome: str, status: int | None, code: str | None = None) -> AuditEntry:
         details: dict[str, Any] = {"arguments": self.summary}
         if code:
             details["code"] = code
         if self.approval_id:
             details["approval_id"] = self.approval_id
-        entry = AuditEntry(
+        if outcome == STARTED:
+            details["owner_pid"] = self.p.owner.pid
+        return AuditEntry(
             action=f"tool:{self.label}",
             outcome=outcome,
             user=self.principal.user,
             user_id=self.principal.user_id,
             resource=self.label,
             status=status,
-            duration_ms=self._elapsed_ms(),
+            duration_ms=None if outcome == STARTED else self._elapsed_ms(),
             details=details,
+            call_id=self.call_id,
         )
+
+    async def _audit(self, outcome: str, status: int, code: str | None = None) -> None:
+        """The one row of a call that does not run."""
         try:
-            await asyncio.to_thread(self.p.write_audit, entry)
+            await asyncio.to_thread(self.p.write_audit, self._entry(outcome, status, code))
+        except AuditWriteError as exc:
+            raise audit_unavailable(exc) from exc
+
+    def _write_intent(self, tx: AuditTransaction) -> None:
+        self.call_id = "call_" + uuid.uuid4().hex
+        try:
+            tx.begin_call(self._entry(STARTED, None), self.p.owner)
+        except BaseException:
+            self.call_id = None  # rolled back with the transaction
+            raise
+
+    async def begin(self) -> None:
+        """The intent row of a call that needs no approval, before it runs."""
+        try:
+            await asyncio.to_thread(self.p.in_audit_transaction, self._write_intent)
+        except AuditWriteError as exc:
+            raise audit_unavailable(exc) from exc
+
+    async def _finish(self, outcome: str, status: int, code: str | None) -> None:
+        """The outcome row, closing the intent row of the same ``call_id``."""
+        entry = self._entry(outcome, status, code)
+        try:
+            await asyncio.to_thread(self.p.in_audit_transaction, lambda tx: tx.end_call(entry))
         except AuditWriteError as exc:
             raise audit_unavailable(exc) from exc
 
@@ -302,8 +360,16 @@ class _Call:
     async def use_approval(self, approval_id: str, name: str, digest: str) -> None:
         self.approval_id = approval_id
         try:
+            # The approval's `executed` transition and the call's intent row commit
+            # together: a crash cannot leave a used approval without the call it ran.
             await asyncio.to_thread(
-                self.p.approvals.consume, approval_id, self.principal, name, digest
+                self.p.serialized,
+                self.p.approvals.consume,
+                approval_id,
+                self.principal,
+                name,
+                digest,
+                also=self._write_intent,
             )
         except ApprovalRefused as exc:
             await self.refuse("denied", CallError(exc.status, exc.code, exc.message))
@@ -324,6 +390,13 @@ class _Call:
         result: dict[str, Any] = {}
         try:
             result = await asyncio.wait_for(spec.run(ctx, args), self.p.settings.tool_timeout)
+        except asyncio.CancelledError:
+            # The caller went away (an MCP cancel, a shutdown): the tool was stopped where
+            # it was. Close the intent row even so; shielded, so a second cancel cannot
+            # stop the write half-way.
+            self.p.metrics.executions.labels(spec.name, "cancelled").inc()
+            await asyncio.shield(self._finish("cancelled", 499, "cancelled"))
+            raise
         except TimeoutError:
             outcome, status = "timeout", 504
             error = CallError(
@@ -343,7 +416,7 @@ class _Call:
             )
         self.p.metrics.duration.labels(spec.name).observe(time.perf_counter() - run_started)
         self.p.metrics.executions.labels(spec.name, outcome).inc()
-        await self._audit(outcome, status, error.code if error else None)
+        await self._finish(outcome, status, error.code if error else None)
         if error is not None:
             raise error
         return CallResult(

@@ -45,7 +45,7 @@ from services.rag.store import (
 from services.security.audit import AuditEntry
 from services.security.bootstrap import secure_service_app
 from services.security.db import Database
-from services.security.http_auth import audit, authorize, requires
+from services.security.http_auth import audited_work, authorize, requires
 from services.security.rbac import Principal
 
 SERVICE = "rag"
@@ -191,27 +191,27 @@ def create_app(
     async def run_indexing(
         request: Request, principal: Principal, name: str, documents: list[Document]
     ) -> dict[str, Any]:
-        try:
-            results: list[IndexResult] = await indexer.index(
-                name, documents, owner=principal.user_id
-            )
-        except StoreError as exc:
-            raise _store_unavailable(exc) from exc
-        except EmbeddingError as exc:
-            raise _embedding_unavailable(exc) from exc
-        except EmbedderMismatch as exc:
-            raise ApiError(409, str(exc), code="embedder_mismatch") from exc
-        finally:
-            # Even a partial failure may have changed points: nothing cached may survive it.
-            cache.invalidate(name)
-        indexed = sum(r.chunks_indexed for r in results)
-        removed = sum(r.chunks_removed for r in results)
-        await audit(
-            request,
-            _index_audit(
-                principal, "index", name, documents=len(results), indexed=indexed, removed=removed
-            ),
-        )
+        # Qdrant is outside the security database's transactions: an intent row before,
+        # the outcome after (a kill -9 in between leaves 'interrupted' at the next start).
+        entry = _index_audit(principal, "index", name, documents=len(documents))
+        async with audited_work(request, entry) as done:
+            try:
+                results: list[IndexResult] = await indexer.index(
+                    name, documents, owner=principal.user_id
+                )
+            except StoreError as exc:
+                raise _store_unavailable(exc) from exc
+            except EmbeddingError as exc:
+                raise _embedding_unavailable(exc) from exc
+            except EmbedderMismatch as exc:
+                raise ApiError(409, str(exc), code="embedder_mismatch") from exc
+            finally:
+                # Even a partial failure may have changed points: nothing cached may
+                # survive it.
+                cache.invalidate(name)
+            indexed = sum(r.chunks_indexed for r in results)
+            removed = sum(r.chunks_removed for r in results)
+            done.details.update(indexed=indexed, removed=removed)
         return {
             "collection": name,
             "documents": [
@@ -250,15 +250,15 @@ def create_app(
         body: CollectionIn, request: Request, principal: Writer
     ) -> dict[str, Any]:
         name = _collection(body.name)
-        try:
-            created = await indexer.ensure_collection(name, owner=principal.user_id)
-        except StoreError as exc:
-            raise _store_unavailable(exc) from exc
-        except (EmbedderMismatch, CollectionExists):
-            created = False
-        if not created:
-            raise ApiError(409, f"collection {name!r} already exists", code="collection_exists")
-        await audit(request, _index_audit(principal, "create_collection", name))
+        async with audited_work(request, _index_audit(principal, "create_collection", name)):
+            try:
+                created = await indexer.ensure_collection(name, owner=principal.user_id)
+            except StoreError as exc:
+                raise _store_unavailable(exc) from exc
+            except (EmbedderMismatch, CollectionExists):
+                created = False
+            if not created:
+                raise ApiError(409, f"collection {name!r} already exists", code="collection_exists")
         return {"name": name, "created": True}
 
     @app.delete("/collections/{name}")
@@ -272,15 +272,15 @@ def create_app(
             raise _store_unavailable(exc) from exc
         if state.owner != principal.user_id:
             await _may_delete_others(request, principal, name, state.owner)
-        try:
-            dropped = await run_in_threadpool(vectors.drop, name)
-        except StoreError as exc:
-            raise _store_unavailable(exc) from exc
-        finally:
-            cache.invalidate(name)
-        if not dropped:
-            raise _not_found(name)
-        await audit(request, _index_audit(principal, "delete_collection", name))
+        async with audited_work(request, _index_audit(principal, "delete_collection", name)):
+            try:
+                dropped = await run_in_threadpool(vectors.drop, name)
+            except StoreError as exc:
+                raise _store_unavailable(exc) from exc
+            finally:
+                cache.invalidate(name)
+            if not dropped:
+                raise _not_found(name)
         return {"name": name, "deleted": True}
 
     @app.post("/collections/{name}/documents")
@@ -352,21 +352,22 @@ def create_app(
         name: str, document_id: str, request: Request, principal: Writer
     ) -> dict[str, Any]:
         _collection(name)
-        try:
-            removed = await run_in_threadpool(vectors.delete_document, name, document_id)
-        except CollectionNotFound as exc:
-            raise _not_found(name) from exc
-        except StoreError as exc:
-            raise _store_unavailable(exc) from exc
-        finally:
-            cache.invalidate(name)
-        if not removed:
-            raise ApiError(
-                404,
-                f"document {document_id!r} is not in collection {name!r}",
-                code="document_not_found",
-            )
-        await audit(request, _index_audit(principal, "delete_document", name, document=document_id))
+        entry = _index_audit(principal, "delete_document", name, document=document_id)
+        async with audited_work(request, entry):
+            try:
+                removed = await run_in_threadpool(vectors.delete_document, name, document_id)
+            except CollectionNotFound as exc:
+                raise _not_found(name) from exc
+            except StoreError as exc:
+                raise _store_unavailable(exc) from exc
+            finally:
+                cache.invalidate(name)
+            if not removed:
+                raise ApiError(
+                    404,
+                    f"document {document_id!r} is not in collection {name!r}",
+                    code="document_not_found",
+                )
         return {"collection": name, "id": document_id, "chunks_removed": removed}
 
     @app.post("/query")

@@ -3,16 +3,27 @@
 There is deliberately no queue: a queue either blocks or drops entries when it
 fills (the predecessor dropped). A synchronous write in the request's own path
 costs well under a millisecond in WAL mode and loses nothing.
+
+Surviving ``kill -9`` (issue 11): a state change in the security database and its
+audit row are written in one transaction (``AuditLog.transaction()``), so a crash
+keeps both or neither. Work outside the database (a tool call) is bracketed by an
+intent row before it starts and an outcome row after (``begin_call``/``end_call``);
+at start, ``recover_interrupted`` gives every call whose process died an outcome
+row ``interrupted``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from prometheus_client import CollectorRegistry, Counter
 
 from services.core.context import request_id_var
@@ -21,6 +32,11 @@ from services.security.db import Database
 from services.security.migrations import utcnow
 
 MAX_DETAILS_BYTES = 4096
+STARTED, INTERRUPTED = "started", "interrupted"
+INTERRUPTED_NOTE = (
+    "the service stopped while this call ran (killed or crashed); whether its side"
+    " effect happened is unknown: check the target before repeating it"
+)
 log = logging.getLogger("ai_suite.audit")
 
 
@@ -39,6 +55,57 @@ class AuditEntry:
     duration_ms: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     request_id: str | None = None
+    call_id: str | None = None  # links a call's intent ('started') and outcome rows
+
+
+def _pid_namespace() -> str:
+    """This process's PID namespace ("pid:[4026531836]"); a pid means something only in it."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux: one namespace
+        return ""
+
+
+@dataclass(frozen=True)
+class ProcessOwner:
+    """The process running a call: its pid and start time (a pid alone can be reused),
+    the PID namespace they belong to, and the service it runs."""
+
+    pid: int
+    started: float
+    namespace: str = ""
+    service: str = ""
+
+    @classmethod
+    def current(cls, service: str = "") -> ProcessOwner:
+        process = psutil.Process()
+        return cls(process.pid, process.create_time(), _pid_namespace(), service)
+
+    def gone_for(self, me: ProcessOwner) -> bool:
+        """Whether ``me`` may judge this owner dead and close its calls."""
+        if self == me:
+            return False
+        if self.namespace == me.namespace:
+            return not self.alive()
+        # Another PID namespace (another container on the shared data volume): its pids
+        # mean nothing here, so only a new instance of the same service closes them: it
+        # replaces the old one (one instance of a service per database, as compose runs).
+        return bool(me.service) and self.service == me.service
+
+    def alive(self) -> bool:
+        try:
+            process = psutil.Process(self.pid)
+            # A killed process its parent has not reaped yet is a zombie: it runs nothing.
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False
+            # create_time is boot time + ticks since boot; the boot time psutil derives
+            # can move by a fraction of a second between readings (fairness.py saw it),
+            # while a reused pid would have to be reused within that window.
+            return abs(process.create_time() - self.started) < 0.5
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:
+            return True  # someone else's process: never assume it is gone
 
 
 def _details_json(details: dict[str, Any]) -> str:
@@ -60,8 +127,91 @@ def _details_json(details: dict[str, Any]) -> str:
     return text
 
 
+_INSERT = (
+    "INSERT INTO audit_log (ts, request_id, user_id, user_name, action, resource,"
+    " outcome, status, duration_ms, details, call_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class AuditTransaction:
+    """Audit rows written inside a caller's write transaction (``AuditLog.transaction``).
+
+    ``conn`` is the transaction's connection: the caller makes its state change with
+    it, so the change and its audit rows commit together or not at all.
+    """
+
+    def __init__(self, audit: AuditLog, conn: sqlite3.Connection) -> None:
+        self.audit = audit
+        self.conn = conn
+        self.rows = 0
+
+    def write(self, entry: AuditEntry) -> int:
+        try:
+            cur = self.conn.execute(
+                _INSERT,
+                (
+                    utcnow(),
+                    entry.request_id or request_id_var.get(),
+                    entry.user_id,
+                    entry.user,
+                    entry.action,
+                    entry.resource,
+                    entry.outcome,
+                    entry.status,
+                    entry.duration_ms,
+                    _details_json(entry.details),
+                    entry.call_id,
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise self.audit.failed(exc, entry) from exc
+        self.rows += 1
+        return int(cur.lastrowid or 0)
+
+    def begin_call(self, entry: AuditEntry, owner: ProcessOwner) -> int:
+        """The intent row of a call about to run, and its entry in ``audit_open_calls``."""
+        if not entry.call_id or entry.outcome != STARTED:  # pragma: no cover - programming error
+            raise ValueError("an intent row needs a call_id and the outcome 'started'")
+        intent_id = self.write(entry)
+        try:
+            self.conn.execute(
+                "INSERT INTO audit_open_calls (call_id, intent_id, owner_pid, owner_started,"
+                " owner_namespace, owner_service, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.call_id,
+                    intent_id,
+                    owner.pid,
+                    owner.started,
+                    owner.namespace,
+                    owner.service,
+                    utcnow(),
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise self.audit.failed(exc, entry) from exc
+        return intent_id
+
+    def end_call(self, entry: AuditEntry) -> int:
+        """The outcome row of a call; it is no longer open."""
+        if not entry.call_id or entry.outcome == STARTED:  # pragma: no cover - programming error
+            raise ValueError("an outcome row needs the call's call_id and a final outcome")
+        outcome_id = self.write(entry)
+        try:
+            cur = self.conn.execute(
+                "DELETE FROM audit_open_calls WHERE call_id = ?", (entry.call_id,)
+            )
+        except sqlite3.Error as exc:
+            raise self.audit.failed(exc, entry) from exc
+        if cur.rowcount != 1:
+            # Already closed (by a recovery pass that judged the owner dead): two outcome
+            # rows would contradict each other, so this one is refused with the rest.
+            raise AuditWriteError(f"call {entry.call_id} has no open intent row")
+        return outcome_id
+
+
 class AuditLog:
-    def __init__(self, db: Database, registry: CollectorRegistry) -> None:
+    def __init__(self, db: Database, registry: CollectorRegistry, *, service: str = "") -> None:
         self.db = db
         self.writes = Counter(
             "audit_writes_total",
@@ -73,34 +223,111 @@ class AuditLog:
             "Audit log entries that could not be written (the request failed with them).",
             registry=registry,
         )
+        self.recovered = Counter(
+            "audit_recovered_calls_total",
+            "Calls found without an outcome row at start (their process died) and closed"
+            " with the outcome 'interrupted'.",
+            registry=registry,
+        )
+        # Intent rows name the process that runs the work (pid + start time), so a
+        # recovery pass elsewhere can tell a running call from one whose process died.
+        self.owner = ProcessOwner.current(service)
 
-    def write(self, entry: AuditEntry) -> int:
+    def failed(self, exc: sqlite3.Error, entry: AuditEntry) -> AuditWriteError:
+        self.failures.inc()
+        log.error("audit write failed: %s", exc, extra={"action": entry.action})
+        return AuditWriteError(f"audit log write failed ({exc}); the action was refused")
+
+    @contextmanager
+    def transaction(self) -> Iterator[AuditTransaction]:
+        """One write transaction for a state change and its audit rows.
+
+        Everything rolls back if an audit row cannot be written (AuditWriteError); a
+        failed BEGIN, or a failed COMMIT of audit rows, is an AuditWriteError too.
+        ``audit_writes_total`` counts the rows only once they are committed.
+        """
+        tx: AuditTransaction | None = None
+        body_done = False
         try:
             with self.db.transaction() as conn:
-                cur = conn.execute(
-                    "INSERT INTO audit_log (ts, request_id, user_id, user_name, action, resource,"
-                    " outcome, status, duration_ms, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        utcnow(),
-                        entry.request_id or request_id_var.get(),
-                        entry.user_id,
-                        entry.user,
-                        entry.action,
-                        entry.resource,
-                        entry.outcome,
-                        entry.status,
-                        entry.duration_ms,
-                        _details_json(entry.details),
-                    ),
-                )
+                tx = AuditTransaction(self, conn)
+                yield tx
+                body_done = True
         except sqlite3.Error as exc:
-            self.failures.inc()
-            log.error("audit write failed: %s", exc, extra={"action": entry.action})
-            raise AuditWriteError(
-                f"audit log write failed ({exc}); the action was refused"
-            ) from exc
-        self.writes.inc()
-        return int(cur.lastrowid or 0)
+            # BEGIN failed (read-only, locked beyond the busy timeout), or the COMMIT of
+            # audit rows failed: nothing was stored, so the action must not proceed.
+            if tx is None or (body_done and tx.rows):
+                raise self.failed(exc, AuditEntry("transaction", "failed")) from exc
+            raise
+        assert tx is not None  # nosec B101 - set before the body ran
+        if tx.rows:
+            self.writes.inc(tx.rows)
+
+    def write(self, entry: AuditEntry) -> int:
+        """One row in a transaction of its own (an event that changes no other state)."""
+        with self.transaction() as tx:
+            return tx.write(entry)
+
+    def recover_interrupted(self, current: ProcessOwner | None = None) -> list[dict[str, Any]]:
+        """Close every open call whose process is gone with an ``interrupted`` row.
+
+        Idempotent, and safe with several processes on one database: a call is closed
+        only when its owner (pid + start time) no longer runs, and the check and the
+        outcome rows happen in one write transaction, so two recovering processes
+        cannot both close a call. Returns the intent rows that were closed.
+        """
+        me = current or self.owner
+        closed: list[dict[str, Any]] = []
+        if self.db.query_one("SELECT 1 FROM audit_open_calls LIMIT 1") is None:
+            return closed  # the usual case: no write transaction at every start
+        with self.transaction() as tx:
+            rows = tx.conn.execute(
+                "SELECT o.owner_pid, o.owner_started, o.owner_namespace, o.owner_service, a.*"
+                " FROM audit_open_calls o"
+                " JOIN audit_log a ON a.id = o.intent_id ORDER BY a.id"
+            ).fetchall()
+            for row in rows:
+                owner = ProcessOwner(
+                    int(row["owner_pid"]),
+                    float(row["owner_started"]),
+                    row["owner_namespace"],
+                    row["owner_service"],
+                )
+                if not owner.gone_for(me):
+                    continue
+                details = json.loads(row["details"] or "{}")
+                details.update(
+                    note=INTERRUPTED_NOTE,
+                    intent_id=row["id"],
+                    owner_pid=owner.pid,
+                    owner_service=owner.service,
+                )
+                tx.end_call(
+                    AuditEntry(
+                        action=row["action"],
+                        outcome=INTERRUPTED,
+                        user=row["user_name"],
+                        user_id=row["user_id"],
+                        resource=row["resource"],
+                        details=details,
+                        request_id=row["request_id"],
+                        call_id=row["call_id"],
+                    )
+                )
+                closed.append(dict(row))
+        if closed:
+            self.recovered.inc(len(closed))
+            log.warning(
+                "audit recovery: %d call(s) were running when their process stopped;"
+                " marked 'interrupted' (their side effects may or may not have happened): %s",
+                len(closed),
+                ", ".join(f"{row['action']} {row['call_id']}" for row in closed),
+            )
+        return closed
+
+    def open_calls(self) -> int:
+        row = self.db.query_one("SELECT COUNT(*) FROM audit_open_calls")
+        return int(row[0]) if row else 0
 
     def count(self) -> int:
         row = self.db.query_one("SELECT COUNT(*) FROM audit_log")

@@ -38,15 +38,18 @@ def secure_service_app(
     errors, the migrated security database on ``app.state`` and its readiness check."""
     parts = build_service_app(service, registry=registry, lifespan=lifespan, limits=limits)
     install_error_handlers(parts.app)
-    security = open_security(database, parts.registry)
+    security = open_security(database, parts.registry, service=service)
     parts.checks.append(install_security(parts.app, security, parts.registry))
     return parts, security
 
 
-def open_security(db: Database, registry: CollectorRegistry) -> Security:
-    """Apply migrations (every service start does) and build the access layer."""
+def open_security(db: Database, registry: CollectorRegistry, *, service: str = "") -> Security:
+    """Apply migrations (every service start does), build the access layer, and close
+    the audited calls of processes that died (``interrupted``) before serving."""
     migrate(db)
-    return Security(db=db, access=AccessControl(db, registry), audit=AuditLog(db, registry))
+    audit = AuditLog(db, registry, service=service)
+    audit.recover_interrupted()
+    return Security(db=db, access=AccessControl(db, registry), audit=audit)
 
 
 def install_security(app: FastAPI, security: Security, registry: CollectorRegistry) -> Check:

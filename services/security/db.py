@@ -123,7 +123,14 @@ class Database:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (disk full, I/O error) can leave the transaction open; the
+            # next BEGIN on this thread's connection would then fail forever.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         return self.connection().execute(sql, params).fetchall()

@@ -6,7 +6,13 @@ the same everywhere. The access control and audit log live on ``app.state``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +20,7 @@ from starlette.requests import Request
 
 from services.core.context import user_var
 from services.core.errors import ApiError
-from services.security.audit import AuditEntry, AuditLog, AuditWriteError
+from services.security.audit import STARTED, AuditEntry, AuditLog, AuditWriteError
 from services.security.rbac import AccessControl, AuthError, Decision, Principal, parse_bearer
 
 AUTH_FAILURE_REASONS = ("missing", "format", "invalid", "revoked", "expired", "disabled")
@@ -55,17 +61,67 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
-async def audit(request: Request, entry: AuditEntry) -> None:
-    """Write an audit entry; if it cannot be stored the request fails with 503."""
+async def _stored(request: Request, write: Callable[[AuditLog], Any]) -> None:
     log: AuditLog = request.app.state.audit
     try:
-        await run_in_threadpool(log.write, entry)
+        await run_in_threadpool(write, log)
     except AuditWriteError as exc:
         raise ApiError(
             503,
             f"{exc}. Check that the data directory is writable and the disk is not full.",
             code="audit_unavailable",
         ) from exc
+
+
+async def audit(request: Request, entry: AuditEntry) -> None:
+    """Write an audit entry; if it cannot be stored the request fails with 503."""
+    await _stored(request, lambda log: log.write(entry))
+
+
+@asynccontextmanager
+async def audited_work(request: Request, entry: AuditEntry) -> AsyncIterator[AuditEntry]:
+    """Work outside the security database (a Qdrant change) that must stay on record
+    after a ``kill -9``: an intent row (outcome ``started``) before it starts, ``entry``
+    as the outcome row after it, linked by ``call_id``.
+
+    The body may add to the yielded entry's details (counts known only afterwards). An
+    exception records the outcome ``error`` (``cancelled`` for a cancellation) with its
+    status and propagates. No intent row, no work: a failed intent write is a 503 before
+    the body runs. A process that dies in the body leaves the call open; the next
+    service start closes it as ``interrupted`` (``AuditLog.recover_interrupted``).
+    """
+    outcome = replace(entry, call_id="call_" + uuid.uuid4().hex, details=dict(entry.details))
+    intent = replace(outcome, outcome=STARTED, status=None, duration_ms=None)
+
+    def begin(log: AuditLog) -> None:
+        with log.transaction() as tx:
+            tx.begin_call(intent, log.owner)
+
+    def end(final: AuditEntry) -> Callable[[AuditLog], None]:
+        def write(log: AuditLog) -> None:
+            with log.transaction() as tx:
+                tx.end_call(final)
+
+        return write
+
+    await _stored(request, begin)
+    started = time.perf_counter()
+    try:
+        yield outcome
+    except BaseException as exc:
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        failed = replace(
+            outcome,
+            outcome="cancelled" if cancelled else "error",
+            status=exc.status if isinstance(exc, ApiError) else (499 if cancelled else 500),
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            details={**outcome.details, "error": getattr(exc, "code", None) or type(exc).__name__},
+        )
+        # Shielded: a second cancellation must not stop the outcome row half-way.
+        await asyncio.shield(_stored(request, end(failed)))
+        raise
+    outcome.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    await _stored(request, end(outcome))
 
 
 async def authorize(request: Request, principal: Principal, permission: str) -> Decision:

@@ -3,6 +3,9 @@
 Keys are 256-bit random tokens shown once at creation. Only their SHA-256 is
 stored (a slow password hash adds nothing for keys this long), plus a short
 prefix so people can tell keys apart in listings and revoke one by prefix.
+
+With an ``AuditLog`` (``ai-suite keys``), creating and revoking a key writes its audit
+row in the same transaction as the change, so a crash keeps both or neither.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ import hashlib
 import re
 import secrets
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from services.security.audit import AuditEntry, AuditLog
 from services.security.db import Database
 from services.security.migrations import utcnow
 from services.security.policy import ROLES
@@ -86,8 +93,34 @@ def validate_role(role: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, audit: AuditLog | None = None, actor: str = "") -> None:
+        """``audit``: write ``keys:create`` / ``keys:revoke`` rows as ``actor`` (who runs
+        the command); without it (test fixtures, the first admin of ``ai-suite up``)
+        nothing is audited."""
         self.db = db
+        self.audit = audit
+        self.actor = actor or None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[tuple[sqlite3.Connection, Any]]:
+        if self.audit is None:
+            with self.db.transaction() as conn:
+                yield conn, None
+        else:
+            with self.audit.transaction() as tx:
+                yield tx.conn, tx
+
+    def _audit(self, tx: Any, action: str, key_id: int, details: dict[str, Any]) -> None:
+        if tx is not None:
+            tx.write(
+                AuditEntry(
+                    action=action,
+                    outcome="ok",
+                    user=self.actor,
+                    resource=f"key:{key_id}",
+                    details=details,
+                )
+            )
 
     def user_count(self) -> int:
         row = self.db.query_one("SELECT COUNT(*) FROM users")
@@ -99,30 +132,33 @@ class KeyStore:
         An existing user keeps its role: changing roles through key creation
         would be a silent privilege change.
         """
+        with self.db.transaction() as conn:
+            return self._ensure_user(conn, name, role)[0]
+
+    @staticmethod
+    def _ensure_user(conn: sqlite3.Connection, name: str, role: str) -> tuple[int, bool]:
+        """(user id, whether it was created now), inside the caller's transaction."""
         validate_user_name(name)
         validate_role(role)
-        with self.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT users.id, roles.name AS role FROM users JOIN roles ON roles.id = role_id"
-                " WHERE users.name = ?",
-                (name,),
-            ).fetchone()
-            if row:
-                if row["role"] != role:
-                    raise KeyStoreError(
-                        f"user {name!r} already exists with role {row['role']!r}, not {role!r}"
-                    )
-                return int(row["id"])
-            cur = conn.execute(
-                "INSERT INTO users (name, role_id, created_at)"
-                " SELECT ?, id, ? FROM roles WHERE name = ?",
-                (name, utcnow(), role),
-            )
-            if cur.rowcount != 1:
+        row = conn.execute(
+            "SELECT users.id, roles.name AS role FROM users JOIN roles ON roles.id = role_id"
+            " WHERE users.name = ?",
+            (name,),
+        ).fetchone()
+        if row:
+            if row["role"] != role:
                 raise KeyStoreError(
-                    f"role {role!r} is not in the database; run `ai-suite db migrate`"
+                    f"user {name!r} already exists with role {row['role']!r}, not {role!r}"
                 )
-            return int(cur.lastrowid or 0)
+            return int(row["id"]), False
+        cur = conn.execute(
+            "INSERT INTO users (name, role_id, created_at)"
+            " SELECT ?, id, ? FROM roles WHERE name = ?",
+            (name, utcnow(), role),
+        )
+        if cur.rowcount != 1:
+            raise KeyStoreError(f"role {role!r} is not in the database; run `ai-suite db migrate`")
+        return int(cur.lastrowid or 0), True
 
     def create_key(
         self, user: str, role: str, *, name: str = "", expires_at: datetime | None = None
@@ -131,18 +167,32 @@ class KeyStore:
             raise KeyStoreError("expiry must include a timezone, e.g. datetime.now(UTC)")
         if expires_at is not None and expires_at <= datetime.now(UTC):
             raise KeyStoreError("expiry must be in the future")
-        user_id = self.ensure_user(user, role)
         key = generate_key()
         expires = (
             expires_at.astimezone(UTC).isoformat(timespec="microseconds") if expires_at else None
         )
-        with self.db.transaction() as conn:
+        # The user, the key and the audit row: one transaction.
+        with self._transaction() as (conn, tx):
+            user_id, new_user = self._ensure_user(conn, user, role)
             cur = conn.execute(
                 "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (user_id, name, key[:PREFIX_LENGTH], hash_key(key), utcnow(), expires),
             )
-        return CreatedKey(key, int(cur.lastrowid or 0), key[:PREFIX_LENGTH], user, role, expires)
+            key_id = int(cur.lastrowid or 0)
+            self._audit(
+                tx,
+                "keys:create",
+                key_id,
+                {
+                    "user": user,
+                    "role": role,
+                    "name": name,
+                    "expires_at": expires,
+                    "user_created": new_user,
+                },
+            )
+        return CreatedKey(key, key_id, key[:PREFIX_LENGTH], user, role, expires)
 
     def list_keys(self, *, user: str | None = None) -> list[KeyInfo]:
         sql = (
@@ -173,8 +223,9 @@ class KeyStore:
                 f"key {key.prefix} (id {key.id}) was already revoked at {key.revoked_at}"
             )
         try:
-            with self.db.transaction() as conn:
+            with self._transaction() as (conn, tx):
                 conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (utcnow(), key.id))
+                self._audit(tx, "keys:revoke", key.id, {"user": key.user, "role": key.role})
         except sqlite3.Error as exc:  # pragma: no cover - surfaced with context
             raise KeyStoreError(f"could not revoke key {key.prefix}: {exc}") from exc
         return next(k for k in self.list_keys() if k.id == key.id)

@@ -171,6 +171,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    # Audit that survives kill -9 (issue 11): a tool call writes an intent row
+    # (outcome 'started') before it runs and an outcome row after, both carrying the
+    # call's id. Calls still running are listed in audit_open_calls with the process
+    # that runs them, so the recovery pass at start reads a handful of rows instead of
+    # scanning the whole log for intents without an outcome.
+    Migration(
+        3,
+        "audit_log.call_id links a tool call's intent and outcome rows; audit_open_calls",
+        """
+        ALTER TABLE audit_log ADD COLUMN call_id TEXT;
+        CREATE INDEX audit_log_call ON audit_log(call_id) WHERE call_id IS NOT NULL;
+        CREATE TABLE audit_open_calls (
+            call_id TEXT PRIMARY KEY,
+            intent_id INTEGER NOT NULL REFERENCES audit_log(id),
+            owner_pid INTEGER NOT NULL,
+            owner_started REAL NOT NULL,
+            owner_namespace TEXT NOT NULL DEFAULT '',
+            owner_service TEXT NOT NULL DEFAULT '',
+            started_at TEXT NOT NULL
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -135,8 +135,11 @@ async def test_desktop_assistant_flow_over_stdio(
         db.close()
     assert [tuple(row) for row in rows] == [
         ("tool:write_file", "pending"),
+        ("tool:read_file", "started"),
         ("tool:read_file", "error"),
+        ("tool:write_file", "started"),
         ("tool:write_file", "ok"),
+        ("tool:read_file", "started"),
         ("tool:read_file", "ok"),
         ("tool:write_file", "denied"),
     ]

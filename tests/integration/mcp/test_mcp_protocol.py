@@ -63,7 +63,8 @@ async def test_developer_flow_with_approval(start_mcp) -> None:
         assert denied.is_error is True
         assert denied.structured_content["code"] == "permission_denied"
 
-    assert server.audit_count("action = 'tool:write_file'") == 3
+    # pending, started + ok (the run), denied (the replay)
+    assert server.audit_count("action = 'tool:write_file'") == 4
     assert server.audit_count("action LIKE 'approval:%'") == 3
 
 

@@ -249,3 +249,45 @@ def test_revoking_an_unknown_key_fails_with_a_message(
     assert message in result.stderr
     assert "ai-suite keys list" in result.stderr
     assert [r["STATE"] for r in table(run("keys", "list"))] == ["active"]
+
+
+def test_create_and_revoke_each_commit_with_their_audit_row(
+    run: Run, migrated_data_dir: Path
+) -> None:
+    key = create(run, "--user", "carol", "--role", "viewer", "--name", "laptop")
+    assert run("keys", "revoke", key[:PREFIX_LENGTH]).exit_code == 0
+    database = Database(migrated_data_dir / "security.db")
+    try:
+        rows = database.query("SELECT action, outcome, user_name, details FROM audit_log")
+        key_id = database.query_one("SELECT id FROM api_keys")[0]
+        resources = {r[0] for r in database.query("SELECT resource FROM audit_log")}
+    finally:
+        database.close()
+    assert [(r["action"], r["outcome"]) for r in rows] == [
+        ("keys:create", "ok"),
+        ("keys:revoke", "ok"),
+    ]
+    assert all(r["user_name"].startswith("cli:") for r in rows)
+    assert '"user_created": true' in rows[0]["details"]
+    assert key not in rows[0]["details"]
+    assert resources == {f"key:{key_id}"}
+
+
+def test_a_key_whose_audit_row_cannot_be_written_is_not_created(
+    run: Run, migrated_data_dir: Path
+) -> None:
+    database = Database(migrated_data_dir / "security.db")
+    try:
+        with database.transaction() as conn:
+            conn.execute(
+                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log"
+                " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        result = run("keys", "create", "--user", "dave", "--role", "viewer")
+        assert result.exit_code != 0
+        assert "audit log write failed" in result.output
+        # Neither the key nor its user: the change rolled back with its row.
+        assert database.query_one("SELECT COUNT(*) FROM api_keys")[0] == 0
+        assert database.query_one("SELECT COUNT(*) FROM users WHERE name = 'dave'")[0] == 0
+    finally:
+        database.close()

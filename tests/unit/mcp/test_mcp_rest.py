@@ -47,7 +47,7 @@ async def test_tool_list_depends_on_role(env) -> None:
     assert (await env.client.get("/tools")).status_code == 401
 
 
-async def test_low_tool_runs_and_is_audited_once(env) -> None:
+async def test_low_tool_runs_with_an_intent_and_an_outcome_row(env) -> None:
     (env.workspace / "a.txt").write_text("hello")
     response = await env.call("read_file", "d", "developer", arguments={"path": "a.txt"})
     assert response.status_code == 200
@@ -56,14 +56,15 @@ async def test_low_tool_runs_and_is_audited_once(env) -> None:
     assert body["result"]["content"] == "hello"
     assert body["duration_ms"] >= 0
     rows = audit_rows(env)
-    assert len(rows) == 1
-    assert (rows[0]["action"], rows[0]["outcome"], rows[0]["status"]) == (
-        "tool:read_file",
-        "ok",
-        200,
-    )
-    assert "hello" not in rows[0]["details"]
-    assert rows[0]["request_id"] == response.headers["x-request-id"]
+    assert [(r["action"], r["outcome"], r["status"]) for r in rows] == [
+        ("tool:read_file", "started", None),
+        ("tool:read_file", "ok", 200),
+    ]
+    assert rows[0]["call_id"]
+    assert rows[0]["call_id"] == rows[1]["call_id"]
+    assert all("hello" not in r["details"] for r in rows)
+    assert {r["request_id"] for r in rows} == {response.headers["x-request-id"]}
+    assert env.db.query_one("SELECT COUNT(*) FROM audit_open_calls")[0] == 0
 
 
 async def test_write_approval_flow_over_rest(env) -> None:
@@ -134,11 +135,18 @@ async def test_write_approval_flow_over_rest(env) -> None:
         ("pending", 202),
         ("denied", 409),
         ("denied", 409),
+        ("started", None),
         ("ok", 200),
         ("denied", 409),
     ]
     transitions = [r["action"] for r in rows if r["action"].startswith("approval:")]
     assert transitions == ["approval:requested", "approval:approved", "approval:executed"]
+    # The approval's `executed` row and the call's intent row are one transaction's
+    # rows, adjacent; the intent names the approval it used.
+    executed = next(i for i, r in enumerate(rows) if r["action"] == "approval:executed")
+    intent = rows[executed + 1]
+    assert (intent["action"], intent["outcome"]) == ("tool:write_file", "started")
+    assert json.loads(intent["details"])["approval_id"] == approval_id
 
     metrics = (await env.client.get("/metrics")).text
     counts = samples(metrics, "approval_requests_total")
@@ -243,7 +251,7 @@ async def test_invalid_json_and_bad_key(env) -> None:
     assert wrong.status_code == 401
 
 
-async def test_each_call_writes_exactly_one_audit_row(env) -> None:
+async def test_refused_calls_write_one_row_and_a_run_two(env) -> None:
     await env.call("nope", "d", "developer")
     await env.call("run_command", "d", "developer", arguments={"argv": ["ls"]})
     await env.call("read_file", "d", "developer", arguments={})
@@ -253,6 +261,7 @@ async def test_each_call_writes_exactly_one_audit_row(env) -> None:
         ("tool:<unknown>", "not_found"),
         ("tool:run_command", "denied"),
         ("tool:read_file", "invalid"),
+        ("tool:system_info", "started"),
         ("tool:system_info", "ok"),
     ]
 
