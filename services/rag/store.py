@@ -90,6 +90,11 @@ class Hit:
     chunk_index: int
     source: str
     metadata: dict[str, Any]
+    # The chunk's place in its document: how many chunks it has, and the character
+    # range [char_start, char_end) of the document's text that this chunk holds.
+    chunk_count: int = 0
+    char_start: int = 0
+    char_end: int = 0
 
 
 @dataclass(frozen=True)
@@ -366,14 +371,22 @@ class VectorStore:
             return int(self._client.count(PREFIX + name, exact=True).count)
 
     def search(
-        self, name: str, vector: Sequence[float], *, top_k: int, filters: dict[str, Any] | None
+        self,
+        name: str,
+        vector: Sequence[float],
+        *,
+        top_k: int,
+        filters: dict[str, Any] | None,
+        min_score: float | None = None,
     ) -> list[Hit]:
+        """The ``top_k`` nearest chunks whose cosine score is at least ``min_score``."""
         with self._call("search"):
             response = self._client.query_points(
                 PREFIX + name,
                 query=list(vector),
                 limit=top_k,
                 query_filter=metadata_filter(filters),
+                score_threshold=min_score,
                 with_payload=True,
             )
         hits = []
@@ -387,6 +400,9 @@ class VectorStore:
                     chunk_index=int(payload.get("chunk_index", 0)),
                     source=str(payload.get("source", "")),
                     metadata=dict(payload.get("metadata") or {}),
+                    chunk_count=int(payload.get("chunk_count", 0)),
+                    char_start=int(payload.get("char_start", 0)),
+                    char_end=int(payload.get("char_end", 0)),
                 )
             )
         return hits

@@ -1,9 +1,10 @@
 """``hash`` embeddings: deterministic feature hashing, no model, no download.
 
-Development and test quality only: it matches shared words, word pairs and
-character n-grams, so it finds documents that use the question's words but knows
-nothing about synonyms or meaning. Use ``sentence-transformers`` or ``openai``
-for real retrieval quality (see docs/rag.md).
+The fast option, for tests and development: it matches shared words, word pairs
+and character n-grams, so it finds documents that use the question's words but
+knows nothing about synonyms, meaning or other languages. The default backend,
+``multilingual``, is the one for real retrieval (see docs/rag.md and the benchmark
+in docs/benchmarks.md).
 
 Features of a text (lower-cased, Unicode word runs):
 
@@ -137,6 +138,13 @@ class HashEmbedder:
     @property
     def identity(self) -> str:
         return f"hash-v1/{self._dimensions}"
+
+    @property
+    def loaded(self) -> bool:
+        return True  # no model to load
+
+    async def load(self) -> None:
+        return None
 
     async def dimension(self) -> int:
         return self._dimensions

@@ -39,6 +39,13 @@ class OpenAIEmbedder:
     def identity(self) -> str:
         return f"openai/{self._model}"
 
+    @property
+    def loaded(self) -> bool:
+        return True  # no model to load
+
+    async def load(self) -> None:
+        return None
+
     async def dimension(self) -> int:
         if self._dimension is None:
             (vector,) = await self.embed(["dimension probe"])
