@@ -9,7 +9,9 @@ the notes' wording: 53 in the note's language ("within"), 67 in the other langua
 the service's own code (chunker, Indexer, VectorStore on an in-memory local
 Qdrant), then every question is searched like ``POST /query`` does.
 
-Reported per backend and mode:
+Reported per backend and retrieval mode (``dense``: embeddings only; ``hybrid``: the
+dense candidates re-ranked by reciprocal rank fusion with the lexical index, as
+``RAG_RETRIEVAL=hybrid`` does):
 
 - hit@1, hit@5, MRR and nDCG@10 (one relevant note per question) on the raw ranking;
 - the calibrated minimum score: the cut-off in [0, 0.6] (step 0.01) that maximises
@@ -43,6 +45,7 @@ from services.rag.embeddings import Embedder, HashEmbedder, MultilingualEmbedder
 from services.rag.indexer import Document, Indexer
 from services.rag.metrics import RagMetrics
 from services.rag.relevance import CALIBRATED_MIN_SCORES
+from services.rag.sparse import query_vector
 from services.rag.store import VectorStore
 
 SET = Path(__file__).resolve().parent / "rag_set"
@@ -70,6 +73,7 @@ class Ranked:
         return names.index(self.query.expected) + 1 if self.query.expected in names else None
 
     def above(self, cut: float) -> list[str]:
+        """The notes the service returns with this minimum score, in its order."""
         return [name for name, score in self.documents if score >= cut]
 
 
@@ -91,9 +95,12 @@ def make_embedder(backend: str) -> Embedder:
     raise SystemExit(f"unknown backend {backend!r}: use hash or multilingual")
 
 
+MODES = ("dense", "hybrid")
+
+
 async def run_backend(
     backend: str, documents: list[Document], queries: list[Query]
-) -> tuple[list[Ranked], dict[str, float]]:
+) -> dict[str, tuple[list[Ranked], dict[str, float]]]:
     embedder = make_embedder(backend)
     started = time.perf_counter()
     await embedder.load()
@@ -104,19 +111,28 @@ async def run_backend(
     started = time.perf_counter()
     await indexer.index("bench", documents)
     indexed = time.perf_counter() - started
-    ranked = []
-    started = time.perf_counter()
-    for query in queries:
-        (vector,) = await embedder.embed([query.text])
-        hits = store.search("bench", vector, top_k=TOP_K, filters=None, min_score=None)
-        best: dict[str, float] = {}
-        for hit in hits:
-            best.setdefault(hit.document_id, hit.score)
-        ranked.append(Ranked(query, sorted(best.items(), key=lambda item: -item[1])))
-    searched = time.perf_counter() - started
+    results = {}
+    for mode in MODES:
+        ranked = []
+        started = time.perf_counter()
+        for query in queries:
+            (vector,) = await embedder.embed([query.text])
+            lexical = query_vector(query.text) if mode == "hybrid" else None
+            hits = store.search(
+                "bench", vector, top_k=TOP_K, filters=None, min_score=None, lexical=lexical
+            )
+            # Distinct notes in the order returned (hybrid: fused order), best chunk's
+            # cosine score: the score the minimum applies to.
+            best: dict[str, float] = {}
+            for hit in hits:
+                best[hit.document_id] = max(best.get(hit.document_id, -1.0), hit.score)
+            order = list(dict.fromkeys(hit.document_id for hit in hits))
+            ranked.append(Ranked(query, [(name, best[name]) for name in order]))
+        searched = time.perf_counter() - started
+        timings = {"load_s": loaded, "index_s": indexed, "query_ms": 1000 * searched / len(queries)}
+        results[mode] = (ranked, timings)
     store.close()
-    timings = {"load_s": loaded, "index_s": indexed, "query_ms": 1000 * searched / len(queries)}
-    return ranked, timings
+    return results
 
 
 def ranking_metrics(rows: list[Ranked]) -> dict[str, float]:
@@ -147,17 +163,18 @@ def calibrate(answerable: list[Ranked], unanswerable: list[Ranked]) -> float:
     return max(CUT_OFFS, key=lambda cut: (criterion(cut), -cut))
 
 
-def report(results: dict[str, tuple[list[Ranked], dict[str, float]]]) -> str:
+def report(results: dict[tuple[str, str], tuple[list[Ranked], dict[str, float]]]) -> str:
     lines = [
-        "| backend | mode | queries | hit@1 | hit@5 | MRR | nDCG@10 |",
-        "|---|---|---|---|---|---|---|",
+        "| backend | mode | questions | queries | hit@1 | hit@5 | MRR | nDCG@10 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     summary = [
-        "| backend | min score (calibrated / in relevance.py) | hit@5 within | hit@5 cross"
-        " | no-answer → nothing | false-answer rate | load s | index 40 notes s | ms/query |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| backend | mode | min score (calibrated / in relevance.py) | hit@5 within"
+        " | hit@5 cross | no-answer → nothing | false-answer rate | load s"
+        " | index 40 notes s | ms/query |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for backend, (rows, timings) in results.items():
+    for (backend, retrieval), (rows, timings) in results.items():
         answerable = [r for r in rows if r.query.expected]
         unanswerable = [r for r in rows if not r.query.expected]
         groups = {
@@ -170,8 +187,8 @@ def report(results: dict[str, tuple[list[Ranked], dict[str, float]]]) -> str:
         for mode, group in groups.items():
             m = ranking_metrics(group)
             lines.append(
-                f"| {backend} | {mode} | {m['n']} | {m['hit@1']:.2f} | {m['hit@5']:.2f} "
-                f"| {m['mrr']:.3f} | {m['ndcg@10']:.3f} |"
+                f"| {backend} | {retrieval} | {mode} | {m['n']} | {m['hit@1']:.2f} "
+                f"| {m['hit@5']:.2f} | {m['mrr']:.3f} | {m['ndcg@10']:.3f} |"
             )
         best = calibrate(answerable, unanswerable)
         cut = CALIBRATED_MIN_SCORES.get(backend, best)
@@ -179,8 +196,8 @@ def report(results: dict[str, tuple[list[Ranked], dict[str, float]]]) -> str:
         cross = served(groups["cross (ko→en, en→ko)"], cut)
         empty = empty_rate(unanswerable, cut)
         summary.append(
-            f"| {backend} | {best:.2f} / {cut:.2f} | {within:.2f} | {cross:.2f} | {empty:.2f} "
-            f"| {1 - empty:.2f} | {timings['load_s']:.1f} | {timings['index_s']:.2f} "
+            f"| {backend} | {retrieval} | {best:.2f} / {cut:.2f} | {within:.2f} | {cross:.2f} "
+            f"| {empty:.2f} | {1 - empty:.2f} | {timings['load_s']:.1f} | {timings['index_s']:.2f} "
             f"| {timings['query_ms']:.1f} |"
         )
     return "\n".join(lines) + "\n\n" + "\n".join(summary)
@@ -193,7 +210,8 @@ async def main() -> None:
     documents, queries = load_set()
     results = {}
     for backend in args.backends.split(","):
-        results[backend] = await run_backend(backend, documents, queries)
+        for mode, result in (await run_backend(backend, documents, queries)).items():
+            results[(backend, mode)] = result
     print(f"Python {platform.python_version()}, {platform.machine()}; {len(documents)} notes,")
     print(f"{len(queries)} questions, top {TOP_K}, one run.\n")
     print(report(results))

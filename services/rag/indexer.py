@@ -23,6 +23,7 @@ from services.core.errors import ApiError
 from services.rag.chunking import chunk_text
 from services.rag.embeddings import Embedder
 from services.rag.metrics import RagMetrics
+from services.rag.sparse import document_vector
 from services.rag.store import VectorStore
 
 FILE_SUFFIXES = (".md", ".txt")
@@ -244,6 +245,7 @@ class Indexer:
                 vectors,
                 source=document.source,
                 metadata=document.metadata,
+                sparse=[document_vector(c.text) for c in chunks],
             )
             self._metrics.index_chunks.labels("upserted").inc(indexed)
             self._metrics.index_chunks.labels("removed").inc(removed)

@@ -10,6 +10,7 @@ from pydantic import model_validator
 from services.core.settings import CoreSettings, env_field
 
 EmbeddingBackend = Literal["multilingual", "hash", "openai"]
+Retrieval = Literal["dense", "hybrid"]
 
 
 class RagSettings(CoreSettings):
@@ -51,6 +52,12 @@ class RagSettings(CoreSettings):
         "backend's calibrated value (services/rag/relevance.py).",
     )
     embedding_api_key: str | None = env_field("RAG_EMBEDDING_API_KEY", default=None)
+    retrieval: Retrieval = env_field(
+        "RAG_RETRIEVAL",
+        default="dense",
+        description="dense (embeddings only; best on the benchmark) or hybrid (dense "
+        "candidates re-ranked by reciprocal rank fusion with a lexical BM25 index).",
+    )
     embedding_batch_size: int = env_field("RAG_EMBEDDING_BATCH_SIZE", default=32, ge=1, le=2048)
     embedding_timeout: float = env_field("RAG_EMBEDDING_TIMEOUT", default=60.0, gt=0)
     hash_dimensions: int = env_field("RAG_HASH_DIMENSIONS", default=2048, ge=16, le=65536)

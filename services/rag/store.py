@@ -36,6 +36,12 @@ COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NAME_RULE = "1-63 characters: lower-case letters, digits, '_' and '-', starting with a letter/digit"
 _POINT_NAMESPACE = uuid.UUID("8f4b2a52-6a2e-4c1e-9a55-6b3d9c1e7a10")
 _UPSERT_BATCH = 256
+SPARSE = "lexical"  # the sparse vector's name; the dense vector is Qdrant's unnamed one
+# Hybrid: how many candidates each half proposes, and reciprocal rank fusion's k (the
+# usual 60: a document's fused score is the sum of 1 / (60 + its rank in each list)).
+_CANDIDATES = 50
+RRF_K = 60
+SparseVector = tuple[list[int], list[float]]
 _SCROLL_PAGE = 512
 log = logging.getLogger("ai_suite.rag.store")
 
@@ -80,6 +86,8 @@ class CollectionState:
     dimension: int
     # The user id that created it; None for collections made before owners were recorded.
     owner: int | None = None
+    # Has the lexical sparse vector (hybrid retrieval); collections made before it do not.
+    sparse: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,7 @@ class VectorStore:
             embedder=str(meta.get("rag_embedder", "")),
             dimension=int(meta.get("rag_dimension", 0)),
             owner=_owner(meta.get("rag_owner_id")),
+            sparse=bool(meta.get("rag_sparse", False)),
         )
 
     def version(self, name: str) -> int:
@@ -228,11 +237,16 @@ class VectorStore:
             self._client.create_collection(
                 PREFIX + name,
                 vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                # The lexical index of hybrid retrieval; Qdrant keeps its IDF up to date.
+                sparse_vectors_config={
+                    SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
                 metadata={
                     "rag_version": 0,
                     "rag_embedder": embedder,
                     "rag_dimension": dimension,
                     "rag_owner_id": owner,
+                    "rag_sparse": True,
                 },
             )
             if not self.local:
@@ -279,15 +293,21 @@ class VectorStore:
         *,
         source: str,
         metadata: dict[str, Any],
+        sparse: Sequence[SparseVector] | None = None,
     ) -> tuple[int, int]:
-        """Make the document's points exactly ``chunks``; returns (indexed, removed)."""
+        """Make the document's points exactly ``chunks``; returns (indexed, removed).
+
+        ``sparse`` (one lexical vector per chunk) is stored when the collection has the
+        lexical index; collections made before it get the dense vectors only.
+        """
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         collection = PREFIX + name
+        with_sparse = sparse is not None and self.state(name).sparse
         points = [
             models.PointStruct(
                 id=point_id(name, document_id, chunk.index),
-                vector=list(vector),
+                vector=_point_vector(vector, sparse[chunk_no] if with_sparse and sparse else None),
                 payload={
                     "document_id": document_id,
                     "chunk_index": chunk.index,
@@ -299,7 +319,7 @@ class VectorStore:
                     "metadata": metadata,
                 },
             )
-            for chunk, vector in zip(chunks, vectors, strict=True)
+            for chunk_no, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
         ]
         with self._write_lock:
             if not self.exists(name):
@@ -378,34 +398,66 @@ class VectorStore:
         top_k: int,
         filters: dict[str, Any] | None,
         min_score: float | None = None,
+        lexical: SparseVector | None = None,
     ) -> list[Hit]:
-        """The ``top_k`` nearest chunks whose cosine score is at least ``min_score``."""
+        """The ``top_k`` nearest chunks whose cosine score is at least ``min_score``.
+
+        With ``lexical`` (hybrid retrieval, on a collection that has the lexical index)
+        the dense candidates above ``min_score`` are re-ranked by reciprocal rank fusion
+        with the lexical ranking. The fusion runs here rather than in Qdrant so that the
+        minimum score keeps its meaning: only chunks whose *cosine* score passes it are
+        returned (a shared word alone never makes a chunk relevant), and each hit keeps
+        its cosine score.
+        """
+        hybrid = lexical is not None and bool(lexical[0]) and self.state(name).sparse
+        query_filter = metadata_filter(filters)
         with self._call("search"):
-            response = self._client.query_points(
+            dense = self._client.query_points(
                 PREFIX + name,
                 query=list(vector),
-                limit=top_k,
-                query_filter=metadata_filter(filters),
+                limit=max(top_k, _CANDIDATES) if hybrid else top_k,
+                query_filter=query_filter,
                 score_threshold=min_score,
                 with_payload=True,
-            )
-        hits = []
-        for point in response.points:
-            payload = point.payload or {}
-            hits.append(
-                Hit(
-                    text=str(payload.get("text", "")),
-                    score=float(point.score),
-                    document_id=str(payload.get("document_id", "")),
-                    chunk_index=int(payload.get("chunk_index", 0)),
-                    source=str(payload.get("source", "")),
-                    metadata=dict(payload.get("metadata") or {}),
-                    chunk_count=int(payload.get("chunk_count", 0)),
-                    char_start=int(payload.get("char_start", 0)),
-                    char_end=int(payload.get("char_end", 0)),
-                )
-            )
-        return hits
+            ).points
+            if not hybrid or not dense:
+                return [_hit(point) for point in dense]
+            assert lexical is not None
+            words = self._client.query_points(
+                PREFIX + name,
+                query=models.SparseVector(indices=lexical[0], values=lexical[1]),
+                using=SPARSE,
+                limit=_CANDIDATES,
+                query_filter=query_filter,
+                with_payload=False,
+            ).points
+        fused = {point.id: 1 / (RRF_K + rank) for rank, point in enumerate(dense, start=1)}
+        for rank, point in enumerate(words, start=1):
+            if point.id in fused:
+                fused[point.id] += 1 / (RRF_K + rank)
+        ranked = sorted(dense, key=lambda point: -fused[point.id])
+        return [_hit(point) for point in ranked[:top_k]]
+
+
+def _point_vector(dense: Sequence[float], sparse: SparseVector | None) -> Any:
+    if sparse is None:
+        return list(dense)
+    return {"": list(dense), SPARSE: models.SparseVector(indices=sparse[0], values=sparse[1])}
+
+
+def _hit(point: models.ScoredPoint) -> Hit:
+    payload = point.payload or {}
+    return Hit(
+        text=str(payload.get("text", "")),
+        score=float(point.score),
+        document_id=str(payload.get("document_id", "")),
+        chunk_index=int(payload.get("chunk_index", 0)),
+        source=str(payload.get("source", "")),
+        metadata=dict(payload.get("metadata") or {}),
+        chunk_count=int(payload.get("chunk_count", 0)),
+        char_start=int(payload.get("char_start", 0)),
+        char_end=int(payload.get("char_end", 0)),
+    )
 
 
 def _owner(value: object) -> int | None:

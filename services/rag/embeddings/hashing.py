@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 _WORD = re.compile(r"\w+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
-_STOP_WORDS = frozenset(
+STOP_WORDS = frozenset(
     {
         "a",
         "an",
@@ -86,7 +86,7 @@ def _features(text: str) -> Counter[str]:
     all_words = _WORD.findall(text.lower())
     # A text of stop words only ("how do I?") keeps them rather than becoming a zero
     # vector, which has no cosine similarity to anything.
-    words = [w for w in all_words if w not in _STOP_WORDS] or all_words
+    words = [w for w in all_words if w not in STOP_WORDS] or all_words
     for word in words:
         # Korean words carry particles (문서를/문서는), so whole Hangul words rarely match:
         # they get a lower weight ("h") and their syllable pairs carry the signal.

@@ -23,6 +23,7 @@ from services.rag.routes.common import (
     store_unavailable,
 )
 from services.rag.schemas import QueryIn
+from services.rag.sparse import query_vector
 from services.rag.store import CollectionNotFound, Hit, StoreError
 
 
@@ -88,9 +89,15 @@ def router(rag: Rag) -> APIRouter:
             cached = hits is not None
             if hits is None:
                 (vector,) = await metrics.embed(embeddings, [text])
+                lexical = query_vector(text) if settings.retrieval == "hybrid" else None
                 found = await run_in_threadpool(
                     lambda: vectors.search(
-                        name, vector, top_k=body.top_k, filters=body.filters, min_score=min_score
+                        name,
+                        vector,
+                        top_k=body.top_k,
+                        filters=body.filters,
+                        min_score=min_score,
+                        lexical=lexical,
                     )
                 )
                 hits = found
