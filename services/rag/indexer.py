@@ -24,7 +24,7 @@ from services.rag.chunking import chunk_text
 from services.rag.embeddings import Embedder
 from services.rag.metrics import RagMetrics
 from services.rag.sparse import document_vector
-from services.rag.store import VectorStore
+from services.rag.store import DocumentChunks, VectorStore
 
 FILE_SUFFIXES = (".md", ".txt")
 
@@ -80,8 +80,11 @@ def _inside(root: Path, path: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
-def resolve_files(root: Path, requested: list[str], max_documents: int) -> list[Path]:
-    """The .md/.txt files that ``requested`` names (directories recurse), all inside root."""
+def resolve_files(root: Path, requested: list[str]) -> list[Path]:
+    """The .md/.txt files that ``requested`` names (directories recurse), all inside root.
+
+    Any number: the caller reads and indexes them in batches (never a 413 for a count).
+    """
     if not root.is_dir():
         raise ApiError(
             404,
@@ -128,7 +131,6 @@ def resolve_files(root: Path, requested: list[str], max_documents: int) -> list[
             raise ApiError(
                 404, f"{raw!r} does not exist under the documents directory", code="not_found"
             )
-    check_count(len(files), max_documents)
     return list(files)
 
 
@@ -233,20 +235,31 @@ class Indexer:
     ) -> list[IndexResult]:
         """Index ``documents``; a collection created on the way belongs to ``owner``."""
         await self.ensure_collection(collection, owner)
-        results = []
-        for document in documents:
-            chunks = chunk_text(document.text, size=self._chunk_size, overlap=self._chunk_overlap)
-            vectors = await self._metrics.embed(self._embedder, [c.text for c in chunks])
-            indexed, removed = await run_in_threadpool(
-                self._store.replace_document,
-                collection,
-                document.id,
-                chunks,
-                vectors,
-                source=document.source,
-                metadata=document.metadata,
-                sparse=[document_vector(c.text) for c in chunks],
+        chunked = [
+            chunk_text(document.text, size=self._chunk_size, overlap=self._chunk_overlap)
+            for document in documents
+        ]
+        # All chunks of the request in one call: the embedder batches them
+        # (RAG_EMBEDDING_BATCH_SIZE), which is far cheaper than a call per document.
+        vectors = await self._metrics.embed(
+            self._embedder, [chunk.text for chunks in chunked for chunk in chunks]
+        )
+        writes, position = [], 0
+        for document, chunks in zip(documents, chunked, strict=True):
+            writes.append(
+                DocumentChunks(
+                    document.id,
+                    chunks,
+                    vectors[position : position + len(chunks)],
+                    document.source,
+                    document.metadata,
+                    sparse=[document_vector(c.text) for c in chunks],
+                )
             )
+            position += len(chunks)
+        written = await run_in_threadpool(self._store.replace_documents, collection, writes)
+        results = []
+        for document, (indexed, removed) in zip(documents, written, strict=True):
             self._metrics.index_chunks.labels("upserted").inc(indexed)
             self._metrics.index_chunks.labels("removed").inc(removed)
             results.append(IndexResult(document.id, indexed, removed))

@@ -106,6 +106,40 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class DocumentChunks:
+    """One document to write: its chunks, their dense (and optional sparse) vectors."""
+
+    document_id: str
+    chunks: Sequence[Chunk]
+    vectors: Sequence[Sequence[float]]
+    source: str
+    metadata: dict[str, Any]
+    sparse: Sequence[SparseVector] | None = None
+
+
+def _points(name: str, doc: DocumentChunks, *, with_sparse: bool) -> list[models.PointStruct]:
+    return [
+        models.PointStruct(
+            id=point_id(name, doc.document_id, chunk.index),
+            vector=_point_vector(
+                vector, doc.sparse[number] if with_sparse and doc.sparse is not None else None
+            ),
+            payload={
+                "document_id": doc.document_id,
+                "chunk_index": chunk.index,
+                "chunk_count": len(doc.chunks),
+                "char_start": chunk.start,
+                "char_end": chunk.end,
+                "text": chunk.text,
+                "source": doc.source,
+                "metadata": doc.metadata,
+            },
+        )
+        for number, (chunk, vector) in enumerate(zip(doc.chunks, doc.vectors, strict=True))
+    ]
+
+
+@dataclass(frozen=True)
 class DocumentSummary:
     document_id: str
     source: str
@@ -295,63 +329,88 @@ class VectorStore:
         metadata: dict[str, Any],
         sparse: Sequence[SparseVector] | None = None,
     ) -> tuple[int, int]:
-        """Make the document's points exactly ``chunks``; returns (indexed, removed).
+        """One document's points become exactly ``chunks``; returns (indexed, removed)."""
+        (result,) = self.replace_documents(
+            name,
+            [DocumentChunks(document_id, chunks, vectors, source, metadata, sparse)],
+        )
+        return result
 
-        ``sparse`` (one lexical vector per chunk) is stored when the collection has the
-        lexical index; collections made before it get the dense vectors only.
+    def replace_documents(
+        self, name: str, documents: Sequence[DocumentChunks]
+    ) -> list[tuple[int, int]]:
+        """Each document's points become exactly its chunks; (indexed, removed) each.
+
+        One request's documents are written together, and the cost does not grow with
+        the collection: the previous chunk counts are read from each document's chunk 0
+        by point id (ids are derived, never searched for), the points are upserted in
+        batches, the stale ones (chunk indexes from the new count to the old one) are
+        deleted by id, and the version is bumped once. Sparse vectors are stored when the
+        collection has the lexical index.
         """
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        for doc in documents:
+            if len(doc.chunks) != len(doc.vectors):
+                raise ValueError(f"{len(doc.chunks)} chunks but {len(doc.vectors)} vectors")
         collection = PREFIX + name
-        with_sparse = sparse is not None and self.state(name).sparse
-        points = [
-            models.PointStruct(
-                id=point_id(name, document_id, chunk.index),
-                vector=_point_vector(vector, sparse[chunk_no] if with_sparse and sparse else None),
-                payload={
-                    "document_id": document_id,
-                    "chunk_index": chunk.index,
-                    "chunk_count": len(chunks),
-                    "char_start": chunk.start,
-                    "char_end": chunk.end,
-                    "text": chunk.text,
-                    "source": source,
-                    "metadata": metadata,
-                },
-            )
-            for chunk_no, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
-        ]
         with self._write_lock:
-            if not self.exists(name):
-                raise CollectionNotFound(name)
+            with_sparse = self.state(name).sparse  # raises CollectionNotFound
+            points = [
+                point for doc in documents for point in _points(name, doc, with_sparse=with_sparse)
+            ]
+            previous = self._chunk_counts(name, [doc.document_id for doc in documents])
+            stale = [
+                point_id(name, doc.document_id, index)
+                for doc in documents
+                for index in range(len(doc.chunks), previous.get(doc.document_id, 0))
+            ]
             with self._call("upsert", write=True):
                 for start in range(0, len(points), _UPSERT_BATCH):
                     self._client.upsert(
                         collection, points=points[start : start + _UPSERT_BATCH], wait=True
                     )
-            removed = self._delete_where(name, _doc_filter(document_id, from_index=len(chunks)))
+            if stale:
+                with self._call("delete", write=True):
+                    self._client.delete(
+                        collection, points_selector=models.PointIdsList(points=stale), wait=True
+                    )
             with self._call("collection", write=True):
                 self._bump(name)
-        return len(points), removed
+        return [
+            (len(doc.chunks), max(0, previous.get(doc.document_id, 0) - len(doc.chunks)))
+            for doc in documents
+        ]
+
+    def _chunk_counts(self, name: str, document_ids: Sequence[str]) -> dict[str, int]:
+        """How many chunks each document has now (0: not indexed), from its chunk 0."""
+        by_point = {point_id(name, doc, 0): doc for doc in document_ids}
+        with self._call("read"):
+            records = self._client.retrieve(
+                PREFIX + name,
+                ids=list(by_point),
+                with_payload=["chunk_count"],
+                with_vectors=False,
+            )
+        return {
+            by_point[str(record.id)]: int((record.payload or {}).get("chunk_count", 0))
+            for record in records
+            if str(record.id) in by_point
+        }
 
     def delete_document(self, name: str, document_id: str) -> int:
         with self._write_lock:
             if not self.exists(name):
                 raise CollectionNotFound(name)
-            removed = self._delete_where(name, _doc_filter(document_id))
+            removed = self._chunk_counts(name, [document_id]).get(document_id, 0)
             if removed:
+                with self._call("delete", write=True):
+                    self._client.delete(
+                        PREFIX + name,
+                        points_selector=models.FilterSelector(filter=_doc_filter(document_id)),
+                        wait=True,
+                    )
                 with self._call("collection", write=True):
                     self._bump(name)
         return removed
-
-    def _delete_where(self, name: str, selector: models.Filter) -> int:
-        with self._call("delete", write=True):
-            count = self._client.count(PREFIX + name, count_filter=selector, exact=True).count
-            if count:
-                self._client.delete(
-                    PREFIX + name, points_selector=models.FilterSelector(filter=selector), wait=True
-                )
-            return int(count)
 
     def documents(self, name: str) -> list[DocumentSummary]:
         """One entry per document, read from each document's chunk 0 (which holds the count)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
@@ -39,12 +40,15 @@ def router(rag: Rag) -> APIRouter:
     settings, vectors, cache = rag.settings, rag.store, rag.cache
 
     async def run_indexing(
-        request: Request, principal: Principal, name: str, documents: list[Document]
+        request: Request,
+        principal: Principal,
+        name: str,
+        batches: AsyncIterator[list[Document]],
     ) -> dict[str, Any]:
+        results: list[IndexResult] = []
         try:
-            results: list[IndexResult] = await rag.indexer.index(
-                name, documents, owner=principal.user_id
-            )
+            async for documents in batches:
+                results += await rag.indexer.index(name, documents, owner=principal.user_id)
         except StoreError as exc:
             raise store_unavailable(exc) from exc
         except EmbeddingError as exc:
@@ -102,7 +106,11 @@ def router(rag: Rag) -> APIRouter:
                     metadata=dict(doc.metadata),
                 )
             )
-        return await run_indexing(request, principal, name, documents)
+
+        async def one_batch() -> AsyncIterator[list[Document]]:
+            yield documents
+
+        return await run_indexing(request, principal, name, one_batch())
 
     @routes.post("/collections/{name}/files")
     async def index_files(
@@ -110,13 +118,19 @@ def router(rag: Rag) -> APIRouter:
     ) -> dict[str, Any]:
         collection_name(name)
         root = settings.documents_root
+        paths = await run_in_threadpool(resolve_files, root, body.paths)
+        size = settings.max_documents
 
-        def load() -> list[Document]:
-            paths = resolve_files(root, body.paths, settings.max_documents)
-            return read_documents(root, paths, settings.max_document_bytes)
+        async def batches() -> AsyncIterator[list[Document]]:
+            # A folder of any size: RAG_MAX_DOCUMENTS files read and indexed at a time, so
+            # memory holds one batch. A failing file stops the request there; the batches
+            # before it stay indexed (indexing again is idempotent).
+            for start in range(0, len(paths), size):
+                yield await run_in_threadpool(
+                    read_documents, root, paths[start : start + size], settings.max_document_bytes
+                )
 
-        documents = await run_in_threadpool(load)
-        return await run_indexing(request, principal, name, documents)
+        return await run_indexing(request, principal, name, batches())
 
     @routes.get("/collections/{name}/documents")
     async def list_documents(name: str, _: Reader) -> dict[str, Any]:
