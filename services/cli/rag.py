@@ -1,5 +1,8 @@
 """``ai-suite rag index PATH --collection NAME``: index a local folder of any size.
 
+Markdown, text, HTML and PDF files (their text, extracted here by
+``services.rag.formats`` exactly as the service's ``/files`` does).
+
 Through the gateway's HTTP API (``/v1/rag/...``) with an API key, like every other
 client: the files are read here and sent as documents in batches small enough for
 the service's limits (``--batch`` documents, at most ``MAX_BATCH_BYTES`` of JSON), so
@@ -28,8 +31,8 @@ import httpx
 from services.cli.approvals import KEY_ENV, key_option, url_option
 from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
+from services.rag.formats import SUFFIXES, UnreadableFile, extract_text
 
-SUFFIXES = (".md", ".txt")  # what the RAG service indexes (services/rag/indexer.py)
 # Below the services' default 16 MiB body limit (AI_SUITE_MAX_BODY_BYTES) with room
 # for JSON escaping of non-ASCII text.
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -45,7 +48,7 @@ class LocalFile:
 
 
 def scan(root: Path) -> list[LocalFile]:
-    """Every .md/.txt file under ``root`` (symbolic links are not followed)."""
+    """Every indexable file under ``root`` (symbolic links are not followed)."""
     files = []
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() not in SUFFIXES or path.is_symlink() or not path.is_file():
@@ -113,8 +116,18 @@ class RagApi:
         return response.json()
 
 
-def _document(file: LocalFile, root: str) -> dict[str, Any]:
-    text = file.path.read_bytes().decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+def _text(file: LocalFile) -> str:
+    """The file's text as the service indexes it; UnreadableFile says why not."""
+    text = extract_text(file.path.suffix, file.path.read_bytes())
+    size = len(text.encode("utf-8"))
+    if size > MAX_FILE_BYTES:
+        raise UnreadableFile(f"{size} bytes of text, over the {MAX_FILE_BYTES}-byte limit")
+    if not text.strip():
+        raise UnreadableFile("no text")
+    return text
+
+
+def _document(file: LocalFile, text: str, root: str) -> dict[str, Any]:
     return {
         "id": file.id,
         "text": text,
@@ -126,19 +139,6 @@ def _document(file: LocalFile, root: str) -> dict[str, Any]:
             "root": root,
         },
     }
-
-
-def _readable(file: LocalFile) -> str | None:
-    """Why the service would refuse this file, or None."""
-    if file.size > MAX_FILE_BYTES:
-        return f"{file.size} bytes, over the {MAX_FILE_BYTES}-byte document limit"
-    try:
-        text = file.path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        return "not UTF-8 text"
-    if not text.strip():
-        return "empty"
-    return None
 
 
 @click.group()
@@ -170,7 +170,7 @@ def index(
     key: str | None,
     gateway_url: str | None,
 ) -> None:
-    """Index the .md and .txt files under PATH into a collection, incrementally."""
+    """Index the .md, .txt, .html and .pdf files under PATH, incrementally."""
     settings = CoreSettings()
     base = (gateway_url or settings.service_url(settings.gateway_port)).rstrip("/")
     api = RagApi(base, key, timeout)
@@ -181,25 +181,21 @@ def index(
         known = {
             d["id"]: d.get("metadata") or {} for d in (listed or {"documents": []})["documents"]
         }
-        refused = {f.id: why for f in files if (why := _readable(f))}
-        todo = [
-            f
-            for f in files
-            if f.id not in refused and known.get(f.id, {}).get("sha256") != f.sha256
-        ]
+        todo = [f for f in files if known.get(f.id, {}).get("sha256") != f.sha256]
         present = {f.id for f in files}
         gone = [
             doc_id
             for doc_id, meta in known.items()
             if meta.get("root") == root and doc_id not in present
         ]
-        skipped = len(files) - len(todo) - len(refused)
+        skipped = len(files) - len(todo)
         click.echo(
             f"{path}: {len(files)} files; {len(todo)} to index, {skipped} unchanged, "
-            f"{len(gone)} removed, {len(refused)} refused -> collection {collection!r}",
+            f"{len(gone)} to remove -> collection {collection!r}",
             err=True,
         )
-        chunks = _send(api, collection, todo, root, batch_size)
+        refused: dict[str, str] = {}
+        chunks = _send(api, collection, todo, root, batch_size, refused)
         for doc_id in gone:
             api.call("DELETE", f"/collections/{collection}/documents/{quote(doc_id)}")
     finally:
@@ -209,7 +205,7 @@ def index(
     summary = {
         "collection": collection,
         "files": len(files),
-        "indexed": len(todo),
+        "indexed": len(todo) - len(refused),
         "chunks": chunks,
         "unchanged": skipped,
         "removed": len(gone),
@@ -257,16 +253,33 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def _send(api: RagApi, collection: str, todo: list[LocalFile], root: str, size: int) -> int:
+def _send(
+    api: RagApi,
+    collection: str,
+    todo: list[LocalFile],
+    root: str,
+    size: int,
+    refused: dict[str, str],
+) -> int:
+    """Index ``todo`` in batches; files without text go to ``refused`` with the reason."""
     progress = Progress(len(todo))
     try:
         for batch in batches(todo, size):
-            answer = api.call(
-                "POST",
-                f"/collections/{collection}/documents",
-                json={"documents": [_document(f, root) for f in batch]},
-            )
-            progress.update(len(batch), int(answer["chunks_indexed"]))
+            documents = []
+            for file in batch:
+                try:
+                    documents.append(_document(file, _text(file), root))
+                except UnreadableFile as exc:
+                    refused[file.id] = str(exc)
+            chunks = 0
+            if documents:
+                answer = api.call(
+                    "POST",
+                    f"/collections/{collection}/documents",
+                    json={"documents": documents},
+                )
+                chunks = int(answer["chunks_indexed"])
+            progress.update(len(batch), chunks)
     finally:
         progress.close()
     return progress.chunks

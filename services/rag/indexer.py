@@ -22,11 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from services.core.errors import ApiError
 from services.rag.chunking import chunk_text
 from services.rag.embeddings import Embedder
+from services.rag.formats import PDF_SIZE_FACTOR, SUFFIXES, UnreadableFile, extract_text
 from services.rag.metrics import RagMetrics
 from services.rag.sparse import document_vector
 from services.rag.store import DocumentChunks, VectorStore
 
-FILE_SUFFIXES = (".md", ".txt")
+FILE_SUFFIXES = SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -81,15 +82,16 @@ def _inside(root: Path, path: Path) -> bool:
 
 
 def resolve_files(root: Path, requested: list[str]) -> list[Path]:
-    """The .md/.txt files that ``requested`` names (directories recurse), all inside root.
+    """The indexable files (formats.SUFFIXES) that ``requested`` names, all inside root
+    (directories recurse).
 
     Any number: the caller reads and indexes them in batches (never a 413 for a count).
     """
     if not root.is_dir():
         raise ApiError(
             404,
-            f"the documents directory {root} does not exist; create it and put .md/.txt files "
-            "there, or set RAG_DOCUMENTS_DIR",
+            f"the documents directory {root} does not exist; create it and put .md, .txt, "
+            ".html or .pdf files there, or set RAG_DOCUMENTS_DIR",
             code="documents_dir_missing",
         )
     files: dict[Path, None] = {}
@@ -122,7 +124,7 @@ def resolve_files(root: Path, requested: list[str]) -> list[Path]:
             if candidate.suffix.lower() not in FILE_SUFFIXES:
                 raise ApiError(
                     422,
-                    f"{raw!r} is not a .md or .txt file; only those are indexed",
+                    f"{raw!r} is not a .md, .txt, .html or .pdf file; only those are indexed",
                     code="unsupported_file_type",
                     param="paths",
                 )
@@ -187,17 +189,12 @@ def read_documents(root: Path, paths: list[Path], max_bytes: int) -> list[Docume
     documents = []
     for path in paths:
         relative = path.relative_to(root).as_posix()
-        data = _read_inside(root, path, relative, max_bytes)
+        pdf = path.suffix.lower() == ".pdf"
+        data = _read_inside(root, path, relative, max_bytes * (PDF_SIZE_FACTOR if pdf else 1))
         try:
-            # Universal newlines, as Path.read_text gave before: CRLF and CR become LF.
-            text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-        except UnicodeDecodeError as exc:
-            raise ApiError(
-                422,
-                f"{relative} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it "
-                "to UTF-8",
-                code="not_utf8",
-            ) from exc
+            text = extract_text(path.suffix, data)
+        except UnreadableFile as exc:
+            raise ApiError(422, f"{relative}: {exc}", code=exc.code, param="paths") from exc
         check_size(relative, text, max_bytes)
         metadata = {"path": relative, "type": path.suffix.lower().lstrip(".")}
         documents.append(Document(id=relative, text=text, source=relative, metadata=metadata))

@@ -11,23 +11,28 @@ import httpx
 import pytest
 
 from tests.support.cli import run
+from tests.support.tiny_pdf import tiny_pdf
 
 __all__ = ["run"]  # the in-process CLI fixture
 
-FILES = 130  # over RAG_MAX_DOCUMENTS (100): never one request
+NOTES = 130  # over RAG_MAX_DOCUMENTS (100): never one request
+FILES = NOTES + 2  # and an HTML page and a PDF
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     root = tmp_path / "notes"
-    for i in range(FILES):
+    for i in range(NOTES):
         sub = root / ("ko" if i % 2 else "en")
         sub.mkdir(parents=True, exist_ok=True)
         text = (
             f"# 메모 {i}\n\n김치찌개 {i}번째 기록입니다." if i % 2 else f"# Note {i}\n\nTopic {i}."
         )
         (sub / f"note-{i:03}.md").write_text(text)
-    (root / "ignored.pdf").write_bytes(b"%PDF-1.4 not indexed")
+    (root / "ignored.png").write_bytes(b"\x89PNG not indexed")
+    (root / "web").mkdir()
+    (root / "web" / "page.html").write_text("<h1>Keys</h1><p>Rotate them.</p><script>x</script>")
+    (root / "web" / "paper.pdf").write_bytes(tiny_pdf("Quarterly credential rotation"))
     return root
 
 
@@ -61,13 +66,21 @@ def test_index_skip_change_and_remove(run, folder: Path, gateway: tuple[str, str
     assert (first["unchanged"], first["removed"], first["refused"]) == (0, 0, 0)
     lines = progress.splitlines()
     assert lines[1].startswith("[")
-    assert "50/130 files" in lines[1]
+    assert f"50/{FILES} files" in lines[1]
     assert f"{FILES}/{FILES} files, {first['chunks']} chunks" in lines[-1]
     assert "files/s" in lines[-1]
     assert "s left" in lines[-1]
     documents = listed(gateway)
     assert len(documents) == FILES
     assert documents["ko/note-001.md"]["root"] == str(folder)
+    assert documents["web/paper.pdf"]["type"] == "pdf"
+    url, key = gateway
+    hits = httpx.post(
+        f"{url}/v1/rag/query",
+        json={"collection": "notes", "query": "credential rotation quarterly"},
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()["results"]
+    assert hits[0]["document_id"] == "web/paper.pdf"
 
     again, _ = index(run, folder, gateway)
     assert (again["indexed"], again["unchanged"], again["removed"]) == (0, FILES, 0)

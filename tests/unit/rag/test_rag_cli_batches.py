@@ -28,8 +28,8 @@ def test_scan_takes_markdown_and_text_and_hashes_content(tmp_path: Path) -> None
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.md").write_text("same")
     (tmp_path / "b.TXT").write_text("same")
-    (tmp_path / "c.pdf").write_bytes(b"%PDF")
+    (tmp_path / "c.png").write_bytes(b"\x89PNG")
     (tmp_path / "link.md").symlink_to(tmp_path / "sub" / "a.md")
     found = scan(tmp_path)
-    assert [f.id for f in found] == ["b.TXT", "sub/a.md"]  # no PDF, no symbolic link
+    assert [f.id for f in found] == ["b.TXT", "sub/a.md"]  # no image, no symbolic link
     assert found[0].sha256 == found[1].sha256  # by content, not by name
