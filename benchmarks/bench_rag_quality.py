@@ -14,7 +14,7 @@ dense candidates re-ranked by reciprocal rank fusion with the lexical index, as
 ``RAG_RETRIEVAL=hybrid`` does):
 
 - hit@1, hit@5, MRR and nDCG@10 (one relevant note per question) on the raw ranking;
-- the calibrated minimum score: the cut-off in [0, 0.6] (step 0.01) that maximises
+- the calibrated minimum score: the cut-off in [0, 0.6] (step 0.001) that maximises
   the mean of (a) answerable questions whose note is in the top 5 *above* the
   cut-off and (b) no-answer questions that return nothing; ties go to the lower one;
 - with that cut-off (what the service returns): hit@5 within / cross, and the
@@ -51,7 +51,7 @@ from services.rag.store import VectorStore
 SET = Path(__file__).resolve().parent / "rag_set"
 TOP_K = 10
 CHUNK = (512, 100)  # the service defaults; 128 or 64 tokens measured no better here
-CUT_OFFS = [round(i * 0.01, 2) for i in range(61)]
+CUT_OFFS = [round(i * 0.001, 3) for i in range(601)]
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def report(results: dict[tuple[str, str], tuple[list[Ranked], dict[str, float]]]
         cross = served(groups["cross (ko→en, en→ko)"], cut)
         empty = empty_rate(unanswerable, cut)
         summary.append(
-            f"| {backend} | {retrieval} | {best:.2f} / {cut:.2f} | {within:.2f} | {cross:.2f} "
+            f"| {backend} | {retrieval} | {best:.3f} / {cut:.3f} | {within:.2f} | {cross:.2f} "
             f"| {empty:.2f} | {1 - empty:.2f} | {timings['load_s']:.1f} | {timings['index_s']:.2f} "
             f"| {timings['query_ms']:.1f} |"
         )
