@@ -5,8 +5,9 @@ Correctness rules (each the opposite of a predecessor bug):
 - A chunk's point id is ``uuid5(collection, document id, chunk index)``: indexing
   the same document again overwrites its own points, never another document's.
 - Re-indexing upserts the new chunks, then deletes this document's points whose
-  ``chunk_index`` is at or beyond the new count, so a shrunken document leaves no
-  stale chunks and nothing is duplicated. Writes are serialised per store.
+  ``chunk_index`` is at or beyond the new count (by id: the old count is in chunk 0's
+  payload), so a shrunken document leaves no stale chunks and nothing is duplicated.
+  Writes are serialised per store; one request's documents are written together.
 - Every change bumps the collection's version, kept in the Qdrant collection's own
   metadata (so all replicas against one server agree); the query cache keys on it.
 
@@ -147,13 +148,10 @@ class DocumentSummary:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _doc_filter(document_id: str, *, from_index: int = 0) -> models.Filter:
-    must: list[models.Condition] = [
-        models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))
-    ]
-    if from_index:
-        must.append(models.FieldCondition(key="chunk_index", range=models.Range(gte=from_index)))
-    return models.Filter(must=must)
+def _doc_filter(document_id: str) -> models.Filter:
+    return models.Filter(
+        must=[models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))]
+    )
 
 
 def metadata_filter(filters: dict[str, Any] | None) -> models.Filter | None:
