@@ -23,6 +23,7 @@ from services.cli.alerts import alerts
 from services.cli.approvals import approvals
 from services.cli.mcp import mcp
 from services.cli.platform import monitoring_installed, monitoring_services, platform_services
+from services.cli.rag import rag
 from services.core.files import private_dir
 from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
@@ -331,6 +332,7 @@ def up(timeout: float) -> None:
 cli.add_command(approvals)
 cli.add_command(alerts)
 cli.add_command(mcp)
+cli.add_command(rag)
 
 
 def main() -> None:

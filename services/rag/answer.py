@@ -33,6 +33,24 @@ class AnswerUnavailable(RuntimeError):
     pass
 
 
+def nothing_relevant(collection: str, min_score: float | None) -> dict[str, Any]:
+    """The answer when no chunk passed the minimum score: say so, cite nothing, and do
+    not ask the model (it would answer from noise or from its own memory)."""
+    cut = f" scored at least {min_score:g}" if min_score is not None else " was found"
+    return {
+        "text": (
+            f"Nothing relevant: no passage in collection {collection!r}{cut}, so the "
+            "documents do not answer this question."
+        ),
+        "model": None,
+        "found": False,
+        "citations": [],
+        "sources": [],
+        "context_chunks": 0,
+        "omitted_chunks": 0,
+    }
+
+
 @dataclass(frozen=True)
 class Context:
     prompt: str
@@ -128,4 +146,5 @@ async def generate_answer(
         ],
         "context_chunks": len(context.used),
         "omitted_chunks": context.omitted,
+        "found": True,
     }

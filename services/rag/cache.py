@@ -16,14 +16,19 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-CacheKey = tuple[str, int, str, int, str]
+CacheKey = tuple[str, int, str, int, str, float | None]
 
 
 def cache_key(
-    collection: str, version: int, query: str, top_k: int, filters: dict[str, Any] | None
+    collection: str,
+    version: int,
+    query: str,
+    top_k: int,
+    filters: dict[str, Any] | None,
+    min_score: float | None = None,
 ) -> CacheKey:
     canonical = json.dumps(filters or {}, sort_keys=True, ensure_ascii=False)
-    return (collection, version, query, top_k, canonical)
+    return (collection, version, query, top_k, canonical, min_score)
 
 
 class QueryCache:

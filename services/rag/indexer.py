@@ -22,10 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from services.core.errors import ApiError
 from services.rag.chunking import chunk_text
 from services.rag.embeddings import Embedder
+from services.rag.formats import PDF_SIZE_FACTOR, SUFFIXES, UnreadableFile, extract_text
 from services.rag.metrics import RagMetrics
-from services.rag.store import VectorStore
+from services.rag.sparse import document_vector
+from services.rag.store import DocumentChunks, VectorStore
 
-FILE_SUFFIXES = (".md", ".txt")
+FILE_SUFFIXES = SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,17 @@ def _inside(root: Path, path: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
-def resolve_files(root: Path, requested: list[str], max_documents: int) -> list[Path]:
-    """The .md/.txt files that ``requested`` names (directories recurse), all inside root."""
+def resolve_files(root: Path, requested: list[str]) -> list[Path]:
+    """The indexable files (formats.SUFFIXES) that ``requested`` names, all inside root
+    (directories recurse).
+
+    Any number: the caller reads and indexes them in batches (never a 413 for a count).
+    """
     if not root.is_dir():
         raise ApiError(
             404,
-            f"the documents directory {root} does not exist; create it and put .md/.txt files "
-            "there, or set RAG_DOCUMENTS_DIR",
+            f"the documents directory {root} does not exist; create it and put .md, .txt, "
+            ".html or .pdf files there, or set RAG_DOCUMENTS_DIR",
             code="documents_dir_missing",
         )
     files: dict[Path, None] = {}
@@ -118,7 +124,7 @@ def resolve_files(root: Path, requested: list[str], max_documents: int) -> list[
             if candidate.suffix.lower() not in FILE_SUFFIXES:
                 raise ApiError(
                     422,
-                    f"{raw!r} is not a .md or .txt file; only those are indexed",
+                    f"{raw!r} is not a .md, .txt, .html or .pdf file; only those are indexed",
                     code="unsupported_file_type",
                     param="paths",
                 )
@@ -127,7 +133,6 @@ def resolve_files(root: Path, requested: list[str], max_documents: int) -> list[
             raise ApiError(
                 404, f"{raw!r} does not exist under the documents directory", code="not_found"
             )
-    check_count(len(files), max_documents)
     return list(files)
 
 
@@ -184,17 +189,12 @@ def read_documents(root: Path, paths: list[Path], max_bytes: int) -> list[Docume
     documents = []
     for path in paths:
         relative = path.relative_to(root).as_posix()
-        data = _read_inside(root, path, relative, max_bytes)
+        pdf = path.suffix.lower() == ".pdf"
+        data = _read_inside(root, path, relative, max_bytes * (PDF_SIZE_FACTOR if pdf else 1))
         try:
-            # Universal newlines, as Path.read_text gave before: CRLF and CR become LF.
-            text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-        except UnicodeDecodeError as exc:
-            raise ApiError(
-                422,
-                f"{relative} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it "
-                "to UTF-8",
-                code="not_utf8",
-            ) from exc
+            text = extract_text(path.suffix, data)
+        except UnreadableFile as exc:
+            raise ApiError(422, f"{relative}: {exc}", code=exc.code, param="paths") from exc
         check_size(relative, text, max_bytes)
         metadata = {"path": relative, "type": path.suffix.lower().lstrip(".")}
         documents.append(Document(id=relative, text=text, source=relative, metadata=metadata))
@@ -232,19 +232,31 @@ class Indexer:
     ) -> list[IndexResult]:
         """Index ``documents``; a collection created on the way belongs to ``owner``."""
         await self.ensure_collection(collection, owner)
-        results = []
-        for document in documents:
-            chunks = chunk_text(document.text, size=self._chunk_size, overlap=self._chunk_overlap)
-            vectors = await self._metrics.embed(self._embedder, [c.text for c in chunks])
-            indexed, removed = await run_in_threadpool(
-                self._store.replace_document,
-                collection,
-                document.id,
-                chunks,
-                vectors,
-                source=document.source,
-                metadata=document.metadata,
+        chunked = [
+            chunk_text(document.text, size=self._chunk_size, overlap=self._chunk_overlap)
+            for document in documents
+        ]
+        # All chunks of the request in one call: the embedder batches them
+        # (RAG_EMBEDDING_BATCH_SIZE), which is far cheaper than a call per document.
+        vectors = await self._metrics.embed(
+            self._embedder, [chunk.text for chunks in chunked for chunk in chunks]
+        )
+        writes, position = [], 0
+        for document, chunks in zip(documents, chunked, strict=True):
+            writes.append(
+                DocumentChunks(
+                    document.id,
+                    chunks,
+                    vectors[position : position + len(chunks)],
+                    document.source,
+                    document.metadata,
+                    sparse=[document_vector(c.text) for c in chunks],
+                )
             )
+            position += len(chunks)
+        written = await run_in_threadpool(self._store.replace_documents, collection, writes)
+        results = []
+        for document, (indexed, removed) in zip(documents, written, strict=True):
             self._metrics.index_chunks.labels("upserted").inc(indexed)
             self._metrics.index_chunks.labels("removed").inc(removed)
             results.append(IndexResult(document.id, indexed, removed))

@@ -83,6 +83,8 @@ class QueryIn(BaseModel):
     top_k: int = Field(default=5, ge=1, le=50)
     filters: dict[str, FilterValue] | None = None
     answer: bool = False
+    # None: RAG_MIN_SCORE, else the embedding backend's calibrated cut-off.
+    min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
 
     @field_validator("query")
     @classmethod

@@ -9,7 +9,8 @@ from pydantic import model_validator
 
 from services.core.settings import CoreSettings, env_field
 
-EmbeddingBackend = Literal["hash", "sentence-transformers", "openai"]
+EmbeddingBackend = Literal["multilingual", "hash", "openai"]
+Retrieval = Literal["dense", "hybrid"]
 
 
 class RagSettings(CoreSettings):
@@ -25,18 +26,38 @@ class RagSettings(CoreSettings):
         description="Qdrant server (or cluster) URL; unset means embedded local mode on disk.",
     )
     qdrant_api_key: str | None = env_field("QDRANT_API_KEY", default=None)
-    embedding_backend: EmbeddingBackend = env_field("RAG_EMBEDDING_BACKEND", default="hash")
+    embedding_backend: EmbeddingBackend = env_field(
+        "RAG_EMBEDDING_BACKEND",
+        default="multilingual",
+        description="multilingual (USE Multilingual v3, offline, CPU), hash (fast, for "
+        "tests: shared words only) or openai (any /v1/embeddings, the gateway's by default).",
+    )
     embedding_model: str | None = env_field(
         "RAG_EMBEDDING_MODEL",
         default=None,
-        description="sentence-transformers: model directory; openai: model name.",
+        description="openai: the model name (a gateway alias or the server's model).",
     )
     embedding_url: str | None = env_field(
         "RAG_EMBEDDING_URL",
         default=None,
-        description="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8003/v1.",
+        description="openai: base URL of an OpenAI-compatible server; default the "
+        "gateway's <GATEWAY_URL>/v1 (then RAG_EMBEDDING_API_KEY is a platform key).",
+    )
+    min_score: float | None = env_field(
+        "RAG_MIN_SCORE",
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine score below which a chunk is not returned; default the "
+        "backend's calibrated value (services/rag/relevance.py).",
     )
     embedding_api_key: str | None = env_field("RAG_EMBEDDING_API_KEY", default=None)
+    retrieval: Retrieval = env_field(
+        "RAG_RETRIEVAL",
+        default="dense",
+        description="dense (embeddings only; best on the benchmark) or hybrid (dense "
+        "candidates re-ranked by reciprocal rank fusion with a lexical BM25 index).",
+    )
     embedding_batch_size: int = env_field("RAG_EMBEDDING_BATCH_SIZE", default=32, ge=1, le=2048)
     embedding_timeout: float = env_field("RAG_EMBEDDING_TIMEOUT", default=60.0, gt=0)
     hash_dimensions: int = env_field("RAG_HASH_DIMENSIONS", default=2048, ge=16, le=65536)
@@ -69,11 +90,6 @@ class RagSettings(CoreSettings):
                 f"RAG_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
                 f"RAG_CHUNK_SIZE ({self.chunk_size})"
             )
-        if self.embedding_backend == "openai" and not self.embedding_url:
-            raise ValueError(
-                "RAG_EMBEDDING_BACKEND=openai needs RAG_EMBEDDING_URL, the base URL of an "
-                "OpenAI-compatible server (e.g. http://127.0.0.1:8003/v1)"
-            )
         return self
 
     @property
@@ -92,3 +108,9 @@ class RagSettings(CoreSettings):
     @property
     def resolved_gateway_url(self) -> str:
         return (self.gateway_url or self.service_url(self.gateway_port)).rstrip("/")
+
+    @property
+    def resolved_embedding_url(self) -> str:
+        """openai backend: RAG_EMBEDDING_URL, or the gateway's own /v1 (its /v1/embeddings
+        forwards to a llama.cpp embedding model, Ollama or vLLM behind an alias)."""
+        return (self.embedding_url or f"{self.resolved_gateway_url}/v1").rstrip("/")

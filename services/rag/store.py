@@ -5,8 +5,9 @@ Correctness rules (each the opposite of a predecessor bug):
 - A chunk's point id is ``uuid5(collection, document id, chunk index)``: indexing
   the same document again overwrites its own points, never another document's.
 - Re-indexing upserts the new chunks, then deletes this document's points whose
-  ``chunk_index`` is at or beyond the new count, so a shrunken document leaves no
-  stale chunks and nothing is duplicated. Writes are serialised per store.
+  ``chunk_index`` is at or beyond the new count (by id: the old count is in chunk 0's
+  payload), so a shrunken document leaves no stale chunks and nothing is duplicated.
+  Writes are serialised per store; one request's documents are written together.
 - Every change bumps the collection's version, kept in the Qdrant collection's own
   metadata (so all replicas against one server agree); the query cache keys on it.
 
@@ -36,6 +37,12 @@ COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NAME_RULE = "1-63 characters: lower-case letters, digits, '_' and '-', starting with a letter/digit"
 _POINT_NAMESPACE = uuid.UUID("8f4b2a52-6a2e-4c1e-9a55-6b3d9c1e7a10")
 _UPSERT_BATCH = 256
+SPARSE = "lexical"  # the sparse vector's name; the dense vector is Qdrant's unnamed one
+# Hybrid: how many candidates each half proposes, and reciprocal rank fusion's k (the
+# usual 60: a document's fused score is the sum of 1 / (60 + its rank in each list)).
+_CANDIDATES = 50
+RRF_K = 60
+SparseVector = tuple[list[int], list[float]]
 _SCROLL_PAGE = 512
 log = logging.getLogger("ai_suite.rag.store")
 
@@ -80,6 +87,8 @@ class CollectionState:
     dimension: int
     # The user id that created it; None for collections made before owners were recorded.
     owner: int | None = None
+    # Has the lexical sparse vector (hybrid retrieval); collections made before it do not.
+    sparse: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,45 @@ class Hit:
     chunk_index: int
     source: str
     metadata: dict[str, Any]
+    # The chunk's place in its document: how many chunks it has, and the character
+    # range [char_start, char_end) of the document's text that this chunk holds.
+    chunk_count: int = 0
+    char_start: int = 0
+    char_end: int = 0
+
+
+@dataclass(frozen=True)
+class DocumentChunks:
+    """One document to write: its chunks, their dense (and optional sparse) vectors."""
+
+    document_id: str
+    chunks: Sequence[Chunk]
+    vectors: Sequence[Sequence[float]]
+    source: str
+    metadata: dict[str, Any]
+    sparse: Sequence[SparseVector] | None = None
+
+
+def _points(name: str, doc: DocumentChunks, *, with_sparse: bool) -> list[models.PointStruct]:
+    return [
+        models.PointStruct(
+            id=point_id(name, doc.document_id, chunk.index),
+            vector=_point_vector(
+                vector, doc.sparse[number] if with_sparse and doc.sparse is not None else None
+            ),
+            payload={
+                "document_id": doc.document_id,
+                "chunk_index": chunk.index,
+                "chunk_count": len(doc.chunks),
+                "char_start": chunk.start,
+                "char_end": chunk.end,
+                "text": chunk.text,
+                "source": doc.source,
+                "metadata": doc.metadata,
+            },
+        )
+        for number, (chunk, vector) in enumerate(zip(doc.chunks, doc.vectors, strict=True))
+    ]
 
 
 @dataclass(frozen=True)
@@ -100,13 +148,10 @@ class DocumentSummary:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _doc_filter(document_id: str, *, from_index: int = 0) -> models.Filter:
-    must: list[models.Condition] = [
-        models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))
-    ]
-    if from_index:
-        must.append(models.FieldCondition(key="chunk_index", range=models.Range(gte=from_index)))
-    return models.Filter(must=must)
+def _doc_filter(document_id: str) -> models.Filter:
+    return models.Filter(
+        must=[models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))]
+    )
 
 
 def metadata_filter(filters: dict[str, Any] | None) -> models.Filter | None:
@@ -206,6 +251,7 @@ class VectorStore:
             embedder=str(meta.get("rag_embedder", "")),
             dimension=int(meta.get("rag_dimension", 0)),
             owner=_owner(meta.get("rag_owner_id")),
+            sparse=bool(meta.get("rag_sparse", False)),
         )
 
     def version(self, name: str) -> int:
@@ -223,11 +269,16 @@ class VectorStore:
             self._client.create_collection(
                 PREFIX + name,
                 vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                # The lexical index of hybrid retrieval; Qdrant keeps its IDF up to date.
+                sparse_vectors_config={
+                    SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
                 metadata={
                     "rag_version": 0,
                     "rag_embedder": embedder,
                     "rag_dimension": dimension,
                     "rag_owner_id": owner,
+                    "rag_sparse": True,
                 },
             )
             if not self.local:
@@ -274,59 +325,90 @@ class VectorStore:
         *,
         source: str,
         metadata: dict[str, Any],
+        sparse: Sequence[SparseVector] | None = None,
     ) -> tuple[int, int]:
-        """Make the document's points exactly ``chunks``; returns (indexed, removed)."""
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        """One document's points become exactly ``chunks``; returns (indexed, removed)."""
+        (result,) = self.replace_documents(
+            name,
+            [DocumentChunks(document_id, chunks, vectors, source, metadata, sparse)],
+        )
+        return result
+
+    def replace_documents(
+        self, name: str, documents: Sequence[DocumentChunks]
+    ) -> list[tuple[int, int]]:
+        """Each document's points become exactly its chunks; (indexed, removed) each.
+
+        One request's documents are written together, and the cost does not grow with
+        the collection: the previous chunk counts are read from each document's chunk 0
+        by point id (ids are derived, never searched for), the points are upserted in
+        batches, the stale ones (chunk indexes from the new count to the old one) are
+        deleted by id, and the version is bumped once. Sparse vectors are stored when the
+        collection has the lexical index.
+        """
+        for doc in documents:
+            if len(doc.chunks) != len(doc.vectors):
+                raise ValueError(f"{len(doc.chunks)} chunks but {len(doc.vectors)} vectors")
         collection = PREFIX + name
-        points = [
-            models.PointStruct(
-                id=point_id(name, document_id, chunk.index),
-                vector=list(vector),
-                payload={
-                    "document_id": document_id,
-                    "chunk_index": chunk.index,
-                    "chunk_count": len(chunks),
-                    "char_start": chunk.start,
-                    "char_end": chunk.end,
-                    "text": chunk.text,
-                    "source": source,
-                    "metadata": metadata,
-                },
-            )
-            for chunk, vector in zip(chunks, vectors, strict=True)
-        ]
         with self._write_lock:
-            if not self.exists(name):
-                raise CollectionNotFound(name)
+            with_sparse = self.state(name).sparse  # raises CollectionNotFound
+            points = [
+                point for doc in documents for point in _points(name, doc, with_sparse=with_sparse)
+            ]
+            previous = self._chunk_counts(name, [doc.document_id for doc in documents])
+            stale = [
+                point_id(name, doc.document_id, index)
+                for doc in documents
+                for index in range(len(doc.chunks), previous.get(doc.document_id, 0))
+            ]
             with self._call("upsert", write=True):
                 for start in range(0, len(points), _UPSERT_BATCH):
                     self._client.upsert(
                         collection, points=points[start : start + _UPSERT_BATCH], wait=True
                     )
-            removed = self._delete_where(name, _doc_filter(document_id, from_index=len(chunks)))
+            if stale:
+                with self._call("delete", write=True):
+                    self._client.delete(
+                        collection, points_selector=models.PointIdsList(points=stale), wait=True
+                    )
             with self._call("collection", write=True):
                 self._bump(name)
-        return len(points), removed
+        return [
+            (len(doc.chunks), max(0, previous.get(doc.document_id, 0) - len(doc.chunks)))
+            for doc in documents
+        ]
+
+    def _chunk_counts(self, name: str, document_ids: Sequence[str]) -> dict[str, int]:
+        """How many chunks each document has now (0: not indexed), from its chunk 0."""
+        by_point = {point_id(name, doc, 0): doc for doc in document_ids}
+        with self._call("read"):
+            records = self._client.retrieve(
+                PREFIX + name,
+                ids=list(by_point),
+                with_payload=["chunk_count"],
+                with_vectors=False,
+            )
+        return {
+            by_point[str(record.id)]: int((record.payload or {}).get("chunk_count", 0))
+            for record in records
+            if str(record.id) in by_point
+        }
 
     def delete_document(self, name: str, document_id: str) -> int:
         with self._write_lock:
             if not self.exists(name):
                 raise CollectionNotFound(name)
-            removed = self._delete_where(name, _doc_filter(document_id))
+            removed = self._chunk_counts(name, [document_id]).get(document_id, 0)
             if removed:
+                with self._call("delete", write=True):
+                    self._client.delete(
+                        PREFIX + name,
+                        points_selector=models.FilterSelector(filter=_doc_filter(document_id)),
+                        wait=True,
+                    )
                 with self._call("collection", write=True):
                     self._bump(name)
         return removed
-
-    def _delete_where(self, name: str, selector: models.Filter) -> int:
-        with self._call("delete", write=True):
-            count = self._client.count(PREFIX + name, count_filter=selector, exact=True).count
-            if count:
-                self._client.delete(
-                    PREFIX + name, points_selector=models.FilterSelector(filter=selector), wait=True
-                )
-            return int(count)
 
     def documents(self, name: str) -> list[DocumentSummary]:
         """One entry per document, read from each document's chunk 0 (which holds the count)."""
@@ -366,30 +448,73 @@ class VectorStore:
             return int(self._client.count(PREFIX + name, exact=True).count)
 
     def search(
-        self, name: str, vector: Sequence[float], *, top_k: int, filters: dict[str, Any] | None
+        self,
+        name: str,
+        vector: Sequence[float],
+        *,
+        top_k: int,
+        filters: dict[str, Any] | None,
+        min_score: float | None = None,
+        lexical: SparseVector | None = None,
     ) -> list[Hit]:
+        """The ``top_k`` nearest chunks whose cosine score is at least ``min_score``.
+
+        With ``lexical`` (hybrid retrieval, on a collection that has the lexical index)
+        the dense candidates above ``min_score`` are re-ranked by reciprocal rank fusion
+        with the lexical ranking. The fusion runs here rather than in Qdrant so that the
+        minimum score keeps its meaning: only chunks whose *cosine* score passes it are
+        returned (a shared word alone never makes a chunk relevant), and each hit keeps
+        its cosine score.
+        """
+        hybrid = lexical is not None and bool(lexical[0]) and self.state(name).sparse
+        query_filter = metadata_filter(filters)
         with self._call("search"):
-            response = self._client.query_points(
+            dense = self._client.query_points(
                 PREFIX + name,
                 query=list(vector),
-                limit=top_k,
-                query_filter=metadata_filter(filters),
+                limit=max(top_k, _CANDIDATES) if hybrid else top_k,
+                query_filter=query_filter,
+                score_threshold=min_score,
                 with_payload=True,
-            )
-        hits = []
-        for point in response.points:
-            payload = point.payload or {}
-            hits.append(
-                Hit(
-                    text=str(payload.get("text", "")),
-                    score=float(point.score),
-                    document_id=str(payload.get("document_id", "")),
-                    chunk_index=int(payload.get("chunk_index", 0)),
-                    source=str(payload.get("source", "")),
-                    metadata=dict(payload.get("metadata") or {}),
-                )
-            )
-        return hits
+            ).points
+            if not hybrid or not dense:
+                return [_hit(point) for point in dense]
+            assert lexical is not None
+            words = self._client.query_points(
+                PREFIX + name,
+                query=models.SparseVector(indices=lexical[0], values=lexical[1]),
+                using=SPARSE,
+                limit=_CANDIDATES,
+                query_filter=query_filter,
+                with_payload=False,
+            ).points
+        fused = {point.id: 1 / (RRF_K + rank) for rank, point in enumerate(dense, start=1)}
+        for rank, point in enumerate(words, start=1):
+            if point.id in fused:
+                fused[point.id] += 1 / (RRF_K + rank)
+        ranked = sorted(dense, key=lambda point: -fused[point.id])
+        return [_hit(point) for point in ranked[:top_k]]
+
+
+def _point_vector(dense: Sequence[float], sparse: SparseVector | None) -> Any:
+    if sparse is None:
+        return list(dense)
+    return {"": list(dense), SPARSE: models.SparseVector(indices=sparse[0], values=sparse[1])}
+
+
+def _hit(point: models.ScoredPoint) -> Hit:
+    payload = point.payload or {}
+    return Hit(
+        text=str(payload.get("text", "")),
+        score=float(point.score),
+        document_id=str(payload.get("document_id", "")),
+        chunk_index=int(payload.get("chunk_index", 0)),
+        source=str(payload.get("source", "")),
+        metadata=dict(payload.get("metadata") or {}),
+        chunk_count=int(payload.get("chunk_count", 0)),
+        char_start=int(payload.get("char_start", 0)),
+        char_end=int(payload.get("char_end", 0)),
+    )
 
 
 def _owner(value: object) -> int | None:

@@ -111,7 +111,9 @@ def mcp_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture(scope="module")
 def rag_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("rag")
-    settings_ = RagSettings(data_dir=root / "data", chunk_size=96, chunk_overlap=16)
+    settings_ = RagSettings(
+        data_dir=root / "data", embedding_backend="hash", chunk_size=96, chunk_overlap=16
+    )
     with serve_in_thread(create_rag(settings_)) as url:
         yield _service(url, root / "data")
 

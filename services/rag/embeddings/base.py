@@ -14,15 +14,22 @@ class EmbeddingError(RuntimeError):
 class Embedder(Protocol):
     """Turns texts into vectors of one fixed dimension.
 
-    ``backend`` is the metric label (``hash``, ``sentence-transformers``, ``openai``);
+    ``backend`` is the metric label (``multilingual``, ``hash``, ``openai``);
     ``identity`` names backend and model, and is stored with each collection so a
-    collection is never queried with vectors from a different model.
+    collection is never queried with vectors from a different model. ``load()``
+    prepares a local model (the app calls it at startup, in the background);
+    ``loaded`` feeds ``/ready``. Backends without a model are always loaded.
     """
 
     backend: str
 
     @property
     def identity(self) -> str: ...
+
+    @property
+    def loaded(self) -> bool: ...
+
+    async def load(self) -> None: ...
 
     async def dimension(self) -> int: ...
 

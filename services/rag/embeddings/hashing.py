@@ -1,9 +1,10 @@
 """``hash`` embeddings: deterministic feature hashing, no model, no download.
 
-Development and test quality only: it matches shared words, word pairs and
-character n-grams, so it finds documents that use the question's words but knows
-nothing about synonyms or meaning. Use ``sentence-transformers`` or ``openai``
-for real retrieval quality (see docs/rag.md).
+The fast option, for tests and development: it matches shared words, word pairs
+and character n-grams, so it finds documents that use the question's words but
+knows nothing about synonyms, meaning or other languages. The default backend,
+``multilingual``, is the one for real retrieval (see docs/rag.md and the benchmark
+in docs/benchmarks.md).
 
 Features of a text (lower-cased, Unicode word runs):
 
@@ -32,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 _WORD = re.compile(r"\w+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
-_STOP_WORDS = frozenset(
+STOP_WORDS = frozenset(
     {
         "a",
         "an",
@@ -85,7 +86,7 @@ def _features(text: str) -> Counter[str]:
     all_words = _WORD.findall(text.lower())
     # A text of stop words only ("how do I?") keeps them rather than becoming a zero
     # vector, which has no cosine similarity to anything.
-    words = [w for w in all_words if w not in _STOP_WORDS] or all_words
+    words = [w for w in all_words if w not in STOP_WORDS] or all_words
     for word in words:
         # Korean words carry particles (문서를/문서는), so whole Hangul words rarely match:
         # they get a lower weight ("h") and their syllable pairs carry the signal.
@@ -137,6 +138,13 @@ class HashEmbedder:
     @property
     def identity(self) -> str:
         return f"hash-v1/{self._dimensions}"
+
+    @property
+    def loaded(self) -> bool:
+        return True  # no model to load
+
+    async def load(self) -> None:
+        return None
 
     async def dimension(self) -> int:
         return self._dimensions

@@ -1,6 +1,7 @@
 """``openai`` embeddings: any OpenAI-compatible ``POST /v1/embeddings`` endpoint.
 
-llama.cpp (``--embedding``), Ollama, vLLM and TEI all serve this route. Texts are
+llama.cpp (``--embedding``), Ollama, vLLM and TEI all serve this route, and so does
+the platform's own gateway, the default URL (``<GATEWAY_URL>/v1``). Texts are
 sent in batches of ``RAG_EMBEDDING_BATCH_SIZE``; the answer's ``index`` fields put
 vectors back in input order.
 """
@@ -39,6 +40,13 @@ class OpenAIEmbedder:
     def identity(self) -> str:
         return f"openai/{self._model}"
 
+    @property
+    def loaded(self) -> bool:
+        return True  # no model to load
+
+    async def load(self) -> None:
+        return None
+
     async def dimension(self) -> int:
         if self._dimension is None:
             (vector,) = await self.embed(["dimension probe"])
@@ -65,9 +73,14 @@ class OpenAIEmbedder:
                 "check RAG_EMBEDDING_URL and that the server is running"
             ) from exc
         if response.status_code != 200:
+            hint = (
+                "; check RAG_EMBEDDING_API_KEY (for the gateway: a platform key)"
+                if response.status_code in (401, 403)
+                else ""
+            )
             raise EmbeddingError(
                 f"embedding server {self._url} answered {response.status_code}: "
-                f"{response.text[:300]}"
+                f"{response.text[:300]}{hint}"
             )
         try:
             data = sorted(response.json()["data"], key=lambda item: item["index"])

@@ -19,7 +19,14 @@ QDRANT_TEST_URL = os.environ.get("RAG_TEST_QDRANT_URL")
 
 
 def rag_settings(data_dir: Path, **overrides: Any) -> RagSettings:
-    values: dict[str, Any] = {"data_dir": data_dir, "chunk_size": 96, "chunk_overlap": 16}
+    # Plumbing tests pin the hash backend (fast, exact words); tests of the default
+    # multilingual model pass embedding_backend="multilingual".
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "embedding_backend": "hash",
+        "chunk_size": 96,
+        "chunk_overlap": 16,
+    }
     values.update(overrides)
     return RagSettings(**values)
 

@@ -53,7 +53,7 @@ def test_data_survives_a_restart_and_the_folder_lock_is_released(serve_rag, keys
     with serve_rag() as base:  # the same data dir: local mode opens the same folder again
         result = httpx.post(
             f"{base}/query",
-            json={"collection": "kb", "query": "배추는 어떻게 절이나요?"},
+            json={"collection": "kb", "query": "배추를 소금물에 절이는 법"},
             headers=dev,
         ).json()
         assert result["results"][0]["document_id"] == "ko"

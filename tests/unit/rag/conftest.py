@@ -85,8 +85,11 @@ def rag_settings(tmp_path: Path, rag_security_template: Path) -> RagSettings:
     data = tmp_path / "data"
     data.mkdir()
     shutil.copyfile(rag_security_template, data / "security.db")
+    # Plumbing tests pin the hash backend: hermetic, fast, and exact-word queries are
+    # what they need. The real default (multilingual) is tested in tests/integration/rag.
     return RagSettings(
         data_dir=data,
+        embedding_backend="hash",
         chunk_size=48,
         chunk_overlap=8,
         hash_dimensions=256,

@@ -102,7 +102,11 @@ async def test_no_hits_means_no_gateway_call(rag: Rag) -> None:
     await rag.index("c", {"id": "a", "text": "Some knowledge.", "metadata": {"k": "v"}})
     body = (await rag.query("c", "knowledge", answer=True, filters={"k": "other"})).json()
     assert body["results"] == []
-    assert "nothing to answer from" in body["answer_error"]
+    answer = body["answer"]
+    assert answer["found"] is False
+    assert answer["text"].startswith("Nothing relevant")
+    assert (answer["citations"], answer["sources"], answer["model"]) == ([], [], None)
+    assert "answer_error" not in body
 
 
 async def test_budget_too_small_for_any_chunk(make_rag) -> None:

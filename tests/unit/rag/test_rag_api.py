@@ -29,10 +29,25 @@ async def test_index_and_query_returns_the_contract_shape(rag: Rag) -> None:
     assert data["collection"] == "notes"
     assert data["cached"] is False
     (hit,) = data["results"]
-    assert set(hit) == {"text", "score", "document_id", "chunk_index", "source", "metadata"}
+    assert set(hit) == {
+        "text",
+        "score",
+        "document_id",
+        "chunk_index",
+        "chunk_count",
+        "char_start",
+        "char_end",
+        "source",
+        "metadata",
+    }
     assert hit["document_id"] == "a"
     assert hit["source"] == "a"
     assert hit["metadata"] == {"lang": "en"}
+    # The chunk's place in its document: the only chunk, all of the text.
+    text = "Run make test to lint and test everything."
+    assert (hit["chunk_index"], hit["chunk_count"]) == (0, 1)
+    assert text[hit["char_start"] : hit["char_end"]] == hit["text"] == text
+    assert data["min_score"] == 0.108  # the hash backend's calibrated cut-off
     assert "answer" not in data
 
 

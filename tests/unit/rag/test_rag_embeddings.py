@@ -1,8 +1,10 @@
-"""Embedding backends: hash (deterministic), openai-compatible (batched), optional ST."""
+"""Embedding backends: hash (deterministic), openai-compatible (batched), the factory.
+
+The multilingual model itself runs in tests/integration/rag/test_rag_multilingual.py
+(loading it takes seconds: not a unit test)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -18,14 +20,11 @@ from services.rag.embeddings import (
     Embedder,
     EmbeddingError,
     HashEmbedder,
+    MultilingualEmbedder,
     OpenAIEmbedder,
     build_embedder,
 )
 from services.rag.embeddings.hashing import hash_embedding
-from services.rag.embeddings.sentence_transformer import (
-    SentenceTransformerEmbedder,
-    packaged_model_dir,
-)
 from services.rag.settings import RagSettings
 
 EMBED_URL = "http://embed.test/v1"
@@ -113,36 +112,17 @@ async def test_openai_backend_unreachable() -> None:
             await OpenAIEmbedder(client, EMBED_URL, model=None).embed(["x"])
 
 
-def test_sentence_transformers_without_the_extra_says_how_to_install(tmp_path: Path) -> None:
-    if importlib.util.find_spec("sentence_transformers") is not None:
-        pytest.skip("sentence-transformers is installed here; the missing-extra error cannot occur")
-    with pytest.raises(EmbeddingError, match="uv sync --extra st"):
-        SentenceTransformerEmbedder(tmp_path)
-    with pytest.raises(EmbeddingError, match="not a directory"):
-        SentenceTransformerEmbedder(tmp_path / "missing")
-
-
-def test_packaged_model_lookup_names_the_package() -> None:
-    with pytest.raises(EmbeddingError, match="no-such-model-package"):
-        packaged_model_dir("no-such-model-package")
-    with pytest.raises(EmbeddingError, match="no model directory"):
-        packaged_model_dir("pyyaml")  # installed, but carries no model
-
-
 async def test_factory_picks_the_configured_backend(tmp_path: Path) -> None:
     async with make_async_client() as client:
         base = {"data_dir": tmp_path}
-        assert isinstance(build_embedder(RagSettings(**base), client), HashEmbedder)
+        default = build_embedder(RagSettings(**base), client)
+        assert isinstance(default, MultilingualEmbedder)  # built, not loaded: no model read
+        assert default.identity == "use-multilingual-v3/512"
+        assert await default.dimension() == 512
+        assert isinstance(
+            build_embedder(RagSettings(**base, embedding_backend="hash"), client), HashEmbedder
+        )
         openai = build_embedder(
             RagSettings(**base, embedding_backend="openai", embedding_url=EMBED_URL), client
         )
         assert isinstance(openai, OpenAIEmbedder)
-        with pytest.raises(EmbeddingError):
-            build_embedder(
-                RagSettings(
-                    **base,
-                    embedding_backend="sentence-transformers",
-                    embedding_model=str(tmp_path / "nowhere"),
-                ),
-                client,
-            )

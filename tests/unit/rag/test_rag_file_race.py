@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import services.rag.app as rag_app
+import services.rag.routes.documents as rag_documents
 from services.core.errors import ApiError
 from services.rag.indexer import read_documents
 from tests.unit.rag.conftest import Rag
@@ -39,14 +39,14 @@ def root(rag: Rag) -> Path:
 
 
 def swap_after_check(monkeypatch: pytest.MonkeyPatch, swap: Callable[[], None]) -> None:
-    original = rag_app.resolve_files
+    original = rag_documents.resolve_files
 
     def checked_then_swapped(*args, **kwargs):
         paths = original(*args, **kwargs)
         swap()
         return paths
 
-    monkeypatch.setattr(rag_app, "resolve_files", checked_then_swapped)
+    monkeypatch.setattr(rag_documents, "resolve_files", checked_then_swapped)
 
 
 async def post(rag: Rag, *paths: str):
