@@ -41,7 +41,7 @@ TAG = "ai-suite"
 PLATFORM_SERVICES = "gateway|rag|mcp"
 
 
-def _variable(name: str, label: str, query: str) -> dash.QueryVariable:
+def query_variable(name: str, label: str, query: str) -> dash.QueryVariable:
     return (
         dash.QueryVariable(name)
         .label(label)
@@ -56,15 +56,15 @@ def _variable(name: str, label: str, query: str) -> dash.QueryVariable:
 
 
 def service_variable(query: str = f'label_values(up{{job=~"{PLATFORM_SERVICES}"}}, service)'):
-    return _variable("service", "Service", query)
+    return query_variable("service", "Service", query)
 
 
 def instance_variable(job: str) -> dash.QueryVariable:
-    return _variable("instance", "Instance", f'label_values(up{{job=~"{job}"}}, instance)')
+    return query_variable("instance", "Instance", f'label_values(up{{job=~"{job}"}}, instance)')
 
 
 def model_variable() -> dash.QueryVariable:
-    return _variable("model", "Model", "label_values(llm_requests_total, model)")
+    return query_variable("model", "Model", "label_values(llm_requests_total, model)")
 
 
 class Board:

@@ -10,8 +10,9 @@ from typing import Any
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from services.monitoring.dashgen.boards import DASHBOARDS
+from services.monitoring.dashgen.boards import DASHBOARDS, Board
 from services.monitoring.dashgen.links import RUNBOOK_BASE_ENV, runbook_base_url
+from services.monitoring.dashgen.slo import RULES_DIR, slo_board, slo_records
 
 DASHBOARD_DIR = Path(__file__).resolve().parents[3] / "docker" / "grafana" / "dashboards"
 REGENERATE = "make dashboards"
@@ -20,27 +21,41 @@ REGENERATE = "make dashboards"
 SCHEMA_VERSION = 39
 
 
-def build(name: str, base_url: str) -> dict[str, Any]:
-    """One dashboard as a plain JSON object (the SDK model through its own encoder)."""
-    model = DASHBOARDS[name](base_url).builder.build()
+def boards(base_url: str, rules_dir: Path = RULES_DIR) -> dict[str, Board]:
+    """File name (without .json) -> dashboard: the fixed five, plus the error-budget one
+    when the rule files have SLO recording rules."""
+    found = {name: make(base_url) for name, make in DASHBOARDS.items()}
+    slo = slo_board(base_url, slo_records(rules_dir))
+    if slo is not None:
+        found["slo"] = slo
+    return found
+
+
+def to_json(board: Board) -> dict[str, Any]:
+    """A dashboard as a plain JSON object (the SDK model through its own encoder)."""
+    model = board.builder.build()
     data: dict[str, Any] = json.loads(json.dumps(model, cls=JSONEncoder))
     data["schemaVersion"] = SCHEMA_VERSION
     return data
 
 
-def render(name: str, base_url: str) -> str:
+def build(name: str, base_url: str, rules_dir: Path = RULES_DIR) -> dict[str, Any]:
+    return to_json(boards(base_url, rules_dir)[name])
+
+
+def render(board: Board) -> str:
     # sort_keys: the SDK's key order follows its dataclass fields, which a new SDK release
     # may reorder; sorted keys keep the committed files stable across releases.
-    return json.dumps(build(name, base_url), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(to_json(board), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def render_all(base_url: str | None = None) -> dict[str, str]:
+def render_all(base_url: str | None = None, rules_dir: Path = RULES_DIR) -> dict[str, str]:
     """File name -> JSON text of every dashboard."""
     # An explicit base goes through the same checks as the environment's.
     base = (
         runbook_base_url() if base_url is None else runbook_base_url({RUNBOOK_BASE_ENV: base_url})
     )
-    return {f"{name}.json": render(name, base) for name in DASHBOARDS}
+    return {f"{name}.json": render(board) for name, board in boards(base, rules_dir).items()}
 
 
 @dataclass(frozen=True)
