@@ -34,6 +34,8 @@ def datasources() -> dict[str, str]:
 
 def test_the_five_dashboards_exist() -> None:
     titles = {load_dashboard(p)["title"].split("— ")[-1] for p in DASHBOARDS}
+    # The generator adds the error-budget dashboard once slo:* recording rules exist.
+    titles.discard("SLOs & error budgets")
     assert titles == {
         "system overview",
         "gateway & LLM backends",
