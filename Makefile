@@ -20,7 +20,7 @@ LLAMA_REQUIREMENTS := tests/llama-requirements.txt
 LLAMA_STAMP := $(LLAMA_VENV)/.installed
 # LLAMA_REQUIRED=1 (.ci/run): llama.cpp's server must be built *and* start; the stack
 # plugin then treats its optional services as required instead of skipping their tests.
-LLAMA_STACK_ARGS = $(if $(filter 1,$(LLAMA_REQUIRED)),--stack-require=gateway-llama --stack-require=gateway-llama-keyed)
+LLAMA_STACK_ARGS = $(if $(filter 1,$(LLAMA_REQUIRED)),--stack-require=gateway-llama --stack-require=gateway-llama-keyed --stack-require=rag-llama)
 PYTEST_ARGS ?=
 # Many examples per property in `make test` and CI; `pytest` alone uses the fast `dev` profile.
 HYPOTHESIS_PROFILE ?= ci

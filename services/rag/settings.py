@@ -26,6 +26,13 @@ class RagSettings(CoreSettings):
         description="Qdrant server (or cluster) URL; unset means embedded local mode on disk.",
     )
     qdrant_api_key: str | None = env_field("QDRANT_API_KEY", default=None)
+    qdrant_dir: Path | None = env_field(
+        "QDRANT_PATH",
+        default=None,
+        description="Embedded mode only: the folder of the on-disk store; default "
+        "<data_dir>/qdrant. Two RAG services sharing a data directory need one each (an "
+        "embedded store is locked by the process that opens it).",
+    )
     embedding_backend: EmbeddingBackend = env_field(
         "RAG_EMBEDDING_BACKEND",
         default="multilingual",
@@ -103,7 +110,7 @@ class RagSettings(CoreSettings):
 
     @property
     def qdrant_path(self) -> Path:
-        return self.data_dir / "qdrant"
+        return self.qdrant_dir or self.data_dir / "qdrant"
 
     @property
     def resolved_gateway_url(self) -> str:
