@@ -142,8 +142,8 @@ docker-images: install ## Build the service image without registry access (docs/
 # stack on containers (Redis, PostgreSQL and its app: two runs and a kill -9).
 ADOPTER_TEST := tests/integration/examples/test_adopter_example.py
 COMPOSE_TESTS ?= tests/e2e tests/integration/stack/test_stack_compose.py \
-	$(ADOPTER_TEST)::test_the_example_passes_under_xdist_run_after_run[compose] \
-	$(ADOPTER_TEST)::test_kill_9_of_the_run_leaves_nothing_behind[compose]
+	'$(ADOPTER_TEST)::test_the_example_passes_under_xdist_run_after_run[compose]' \
+	'$(ADOPTER_TEST)::test_kill_9_of_the_run_leaves_nothing_behind[compose]'
 
 docker-test-images: install ## The service image, the llama.cpp test image (builds llama.cpp once per machine) and examples/adopter's images
 	docker/build-images.sh --llama-test --adopter-example
