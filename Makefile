@@ -138,11 +138,15 @@ docker-images: install ## Build the service image without registry access (docs/
 # Every e2e test with --stack-backend=compose, as `pytest -m e2e --stack-backend=compose`
 # runs them (those using the `stack` fixture get containers; those driving `ai-suite up`
 # run local processes by design), and the compose backend's own plugin tests (start,
-# logs, fault injection, fail-fast, kill -9 leaves no container).
-COMPOSE_TESTS ?= tests/e2e tests/integration/stack/test_stack_compose.py
+# logs, fault injection, fail-fast, kill -9 leaves no container), and examples/adopter's
+# stack on containers (Redis, PostgreSQL and its app: two runs and a kill -9).
+ADOPTER_TEST := tests/integration/examples/test_adopter_example.py
+COMPOSE_TESTS ?= tests/e2e tests/integration/stack/test_stack_compose.py \
+	'$(ADOPTER_TEST)::test_the_example_passes_under_xdist_run_after_run[compose]' \
+	'$(ADOPTER_TEST)::test_kill_9_of_the_run_leaves_nothing_behind[compose]'
 
-docker-test-images: install ## The service image and the llama.cpp test image (builds llama.cpp once per machine)
-	docker/build-images.sh --llama-test
+docker-test-images: install ## The service image, the llama.cpp test image (builds llama.cpp once per machine) and examples/adopter's images
+	docker/build-images.sh --llama-test --adopter-example
 
 test-compose: install docker-test-images ## Stack e2e tests on containers (needs an engine: make docker-up)
 	$(VENV)/bin/pytest -n 2 --stack-backend=compose $(COMPOSE_TESTS) $(LLAMA_STACK_ARGS) $(PYTEST_ARGS)

@@ -3,6 +3,7 @@
 #
 #   docker/build-images.sh                 # the service image
 #   docker/build-images.sh --llama-test    # and the llama.cpp TEST image (make test-compose)
+#   docker/build-images.sh --adopter-example  # and examples/adopter's Redis, PostgreSQL and app images
 #
 # 1. Base image: BASE_IMAGE (default python:3.11-slim) if it is present or can be
 #    pulled; otherwise a Debian bookworm image built here with debootstrap from the
@@ -15,6 +16,9 @@
 # 4. With --llama-test: LLAMA_IMAGE (docker/llama/Dockerfile), llama.cpp's server on a tiny
 #    generated model for the e2e tests, from the wheel docker/llama/wheel.sh builds on the
 #    host (a compile of about 4-10 minutes the first time on a machine, reused afterwards).
+# 5. With --adopter-example: the images of examples/adopter/compose.yml (the example's stack
+#    on the compose backend), from examples/adopter/docker/Dockerfile: Redis and PostgreSQL
+#    from Debian's packages (apt in the build), the notes app from a wheel built here.
 #
 # Idempotent: an existing base image, existing wheels and Docker's layer cache are reused.
 # The image the tag named before a rebuild is removed, unless a container still uses it.
@@ -22,6 +26,8 @@
 # Environment:
 #   IMAGE              image to build (default: local-ai-suite:latest)
 #   LLAMA_IMAGE        llama.cpp test image, with --llama-test (default: local-ai-suite-llama:latest)
+#   ADOPTER_IMAGE      prefix of the example's images, with --adopter-example
+#                      (default: local-ai-suite-adopter: -redis, -postgres, -app, tag latest)
 #   BASE_IMAGE         preferred base (default: python:3.11-slim)
 #   LOCAL_BASE_IMAGE   name of the debootstrapped base (default: local-ai-suite-base:bookworm)
 #   FORCE_DEBOOTSTRAP  1: do not try BASE_IMAGE, use the Debian-built base
@@ -33,11 +39,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 IMAGE="${IMAGE:-local-ai-suite:latest}"
 LLAMA_IMAGE="${LLAMA_IMAGE:-local-ai-suite-llama:latest}"
+ADOPTER_IMAGE="${ADOPTER_IMAGE:-local-ai-suite-adopter}"
 with_llama=0
+with_adopter=0
 for arg in "$@"; do
     case "$arg" in
         --llama-test) with_llama=1 ;;
-        *) echo "build-images: error: unknown argument $arg (known: --llama-test)" >&2; exit 2 ;;
+        --adopter-example) with_adopter=1 ;;
+        *) echo "build-images: error: unknown argument $arg (known: --llama-test, --adopter-example)" >&2; exit 2 ;;
     esac
 done
 BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim}"
@@ -178,13 +187,15 @@ fi
     "(Docker >= 23) or Debian's docker.io (20.10, BuildKit built in)"
 echo "   builder: ${builder[*]}"
 
-# build_image TAG DOCKERFILE CONTEXT LOG: build, then drop the image TAG named before.
+# build_image TAG DOCKERFILE CONTEXT LOG [BUILD ARGS...]: build, then drop the image TAG
+# named before.
 build_image() {
     local tag="$1" dockerfile="$2" context="$3" log="$4" previous="" current
+    shift 4
     if docker image inspect "$tag" >/dev/null 2>&1; then
         previous="$(docker image inspect -f '{{.Id}}' "$tag")"
     fi
-    "${builder[@]}" --progress=plain -f "$dockerfile" --build-arg "BASE_IMAGE=$base" \
+    "${builder[@]}" --progress=plain -f "$dockerfile" --build-arg "BASE_IMAGE=$base" "$@" \
         -t "$tag" "$context" >"$log" 2>&1 \
         || { tail -n 40 "$log" >&2; die "docker build of $tag failed (log: $log)"; }
     echo "   $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
@@ -232,9 +243,34 @@ if [ "$with_llama" = 1 ]; then
     done_step
 fi
 
-echo
-if [ "$with_llama" = 1 ]; then
-    echo "build-images: $IMAGE and $LLAMA_IMAGE ready in $((SECONDS - START))s"
-else
-    echo "build-images: $IMAGE ready in $((SECONDS - START))s"
+# -- 5. the adopter example's images ----------------------------------------------------
+
+if [ "$with_adopter" = 1 ]; then
+    step "adopter example images $ADOPTER_IMAGE-{redis,postgres,app} (FROM $base)"
+    ADOPTER_CONTEXT="$BUILD_DIR/adopter-context"
+    rm -rf "$ADOPTER_CONTEXT"
+    mkdir -p "$ADOPTER_CONTEXT/wheels"
+    cp "$ROOT/examples/adopter/start-postgres.sh" "$ADOPTER_CONTEXT/"
+    (cd "$ROOT/examples/adopter" && "${UV[@]}" build --wheel --quiet --out-dir "$ADOPTER_CONTEXT/wheels") \
+        || die "building the adopter example's wheel failed"
+    # Its one dependency, at the version uv.lock holds (the platform's wheels above).
+    cp "$WHEELS"/prometheus_client-*.whl "$ADOPTER_CONTEXT/wheels/" \
+        || die "no prometheus_client wheel among the platform's wheels ($WHEELS)"
+    # apt reaches the Debian mirror through the host's network: the engine may have no NAT
+    # for its bridge (docker/dockerd.sh runs it with --iptables=false).
+    for target in redis postgres app; do
+        build_image "$ADOPTER_IMAGE-$target:latest" "$ROOT/examples/adopter/docker/Dockerfile" \
+            "$ADOPTER_CONTEXT" "$BUILD_DIR/adopter-$target-build.log" --target "$target" --network host
+    done
+    docker run --rm "$ADOPTER_IMAGE-app:latest" python -c "import adopter_app.app" \
+        || die "the adopter app image was built but cannot import adopter_app"
+    docker run --rm "$ADOPTER_IMAGE-postgres:latest" sh -c 'ls /usr/lib/postgresql/*/bin/initdb' >/dev/null \
+        || die "the adopter postgres image has no initdb"
+    done_step
 fi
+
+echo
+built="$IMAGE"
+[ "$with_llama" = 1 ] && built="$built, $LLAMA_IMAGE"
+[ "$with_adopter" = 1 ] && built="$built, $ADOPTER_IMAGE-{redis,postgres,app}"
+echo "build-images: $built ready in $((SECONDS - START))s"

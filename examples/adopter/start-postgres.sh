@@ -1,5 +1,7 @@
 #!/bin/sh
-# PostgreSQL for the adopter example's stack: `sh start-postgres.sh DATA_DIR PORT`.
+# PostgreSQL for the adopter example's stack: `sh start-postgres.sh DATA_DIR PORT [LISTEN]`.
+# LISTEN (default 127.0.0.1) is the address to listen on: the compose image passes 0.0.0.0,
+# since the host reaches the container through its network (docker/Dockerfile).
 # Creates the cluster on first start (initdb), then execs the server in the foreground,
 # so the stack plugin's process-group kill (and its reaper, after a kill -9 of pytest)
 # reaches every postgres process. PostgreSQL refuses to run as root: as root, both steps
@@ -7,6 +9,7 @@
 set -eu
 data="$1"
 port="$2"
+listen="${3:-127.0.0.1}"
 # Debian keeps the server binaries out of PATH, one folder per major version.
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$bin" ]; then
@@ -33,7 +36,12 @@ if [ ! -s "$data/PG_VERSION" ]; then
         cat "$data.initdb.log" >&2
         exit 1
     }
+    if [ "$listen" != 127.0.0.1 ]; then
+        # In a container, connections arrive from its network's gateway, not 127.0.0.1;
+        # the port is published on the host's 127.0.0.1 only.
+        echo "host all all 0.0.0.0/0 trust" >>"$data/pg_hba.conf"
+    fi
 fi
 # Tests need no durability: fsync and friends off make start and writes fast.
 exec $as_user "$bin/postgres" -D "$data" -p "$port" -k "$data" \
-    -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+    -c "listen_addresses=$listen" -c fsync=off -c synchronous_commit=off -c full_page_writes=off

@@ -5,6 +5,11 @@ into a folder other users can search: PostgreSQL runs as the `postgres` user whe
 tests run as root, and pytest's own basetemp (/tmp/pytest-of-root) is private. The
 plugins' wheel and the example (with its `test` extra) are installed together, pinned
 to this environment's versions (tests/support/external_env.py).
+
+Both backends run the same stack file: `local` (redis-server and PostgreSQL from
+`make system-deps`) and `compose` (the images `docker/build-images.sh --adopter-example`
+builds; skipped with the reason where no Docker engine answers or they are not built).
+`make test-compose` runs the compose cases.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from ai_suite_pytest.stack import docker_cli
 
 from tests.support.external_env import (
     REPO,
@@ -45,6 +51,31 @@ needs_servers = pytest.mark.skipif(
     not HAVE_SERVERS,
     reason="redis-server or PostgreSQL (initdb) missing: `make system-deps` installs them",
 )
+# The compose backend: the servers run in containers; the tests' clients run on the host.
+IMAGES = [f"local-ai-suite-adopter-{target}:latest" for target in ("redis", "postgres", "app")]
+CLIENTS = ("redis-cli", "psql", "pg_isready")
+
+
+def _compose_unavailable() -> str | None:
+    missing_clients = [client for client in CLIENTS if shutil.which(client) is None]
+    if missing_clients:
+        return f"{', '.join(missing_clients)} missing: `make system-deps` installs them"
+    reason = docker_cli.unavailable_reason()
+    if reason is None and (missing := docker_cli.missing_images(IMAGES)):
+        reason = f"{', '.join(missing)} not built (docker/build-images.sh --adopter-example)"
+    return reason
+
+
+needs_compose = pytest.mark.skipif(
+    (_reason := _compose_unavailable()) is not None, reason=f"compose backend: {_reason}"
+)
+# `auto` would pick compose wherever the images exist: each case names its backend.
+BACKENDS = [
+    pytest.param("local", marks=needs_servers, id="local"),
+    pytest.param("compose", marks=needs_compose, id="compose"),
+]
+# Fewer runs on compose (CI time); the local runs already repeat the per-test resets.
+RUNS_ON = {"local": RUNS, "compose": 2}
 
 
 def searchable_tmpdir(prefix: str) -> Path:
@@ -87,23 +118,46 @@ def outcomes(report: Path) -> dict[str, str]:
     return results
 
 
-@needs_servers
-def test_the_example_passes_under_xdist_run_after_run(adopter: tuple[ExternalEnv, Path]) -> None:
+def containers_of(project: Path) -> list[str]:
+    """Containers, in any state, that Compose made from ``project``'s compose.yml."""
+    label = f"com.docker.compose.project.working_dir={project.resolve()}"
+    result = docker_cli.run_docker(
+        ["ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}} ({{.Status}})"],
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_example_passes_under_xdist_run_after_run(
+    adopter: tuple[ExternalEnv, Path], backend: str
+) -> None:
     env, project = adopter
-    for run in range(RUNS):
-        report = project / f"report-{run}.xml"
+    runs = RUNS_ON[backend]
+    for run in range(runs):
+        report = project / f"report-{backend}-{run}.xml"
         result = env.pytest(
-            project, "-n", "2", "-p", "no:cacheprovider", f"--junitxml={report}"
+            project,
+            "-n",
+            "2",
+            "-p",
+            "no:cacheprovider",
+            f"--stack-backend={backend}",
+            f"--junitxml={report}",
         )  # .pytest() also checks that nothing is left running
-        output = f"run {run + 1}/{RUNS}\n{result.stdout}\n{result.stderr}"
+        output = f"{backend} run {run + 1}/{runs}\n{result.stdout}\n{result.stderr}"
         assert result.returncode == 0, output
         results = outcomes(report)
         assert len(results) >= 7, output  # 5 on the notes service, Redis, PostgreSQL
         assert set(results.values()) == {"passed"}, output
+        assert containers_of(project) == [], output
 
 
-@needs_servers
-def test_kill_9_of_the_run_leaves_nothing_behind(adopter: tuple[ExternalEnv, Path]) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kill_9_of_the_run_leaves_nothing_behind(
+    adopter: tuple[ExternalEnv, Path], backend: str
+) -> None:
     env, project = adopter
     hold = project / "tests" / "test_zz_hold.py"
     flag = project / "holding.flag"
@@ -116,7 +170,14 @@ def test_kill_9_of_the_run_leaves_nothing_behind(adopter: tuple[ExternalEnv, Pat
         encoding="utf-8",
     )
     process = subprocess.Popen(
-        [str(env.bin_dir / "pytest"), "-n", "2", "-p", "no:cacheprovider"],
+        [
+            str(env.bin_dir / "pytest"),
+            "-n",
+            "2",
+            "-p",
+            "no:cacheprovider",
+            f"--stack-backend={backend}",
+        ],
         cwd=project,
         env=env.env(),
         stdout=subprocess.DEVNULL,
@@ -125,12 +186,19 @@ def test_kill_9_of_the_run_leaves_nothing_behind(adopter: tuple[ExternalEnv, Pat
     )
     try:
         assert wait_until(flag.exists, timeout=120), "the holding test never started"
-        running = env.left_running(project)
-        assert any("adopter_app" in line for line in running), running
+        if backend == "local":
+            running = env.left_running(project)
+            assert any("adopter_app" in line for line in running), running
+        else:
+            running = containers_of(project)
+            assert len(running) == 3, running
+            assert all("(Up " in line for line in running), running
         # The terminal's kill: the controller and its xdist workers, all at once.
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         env.assert_nothing_left_running(project)  # the reaper took the services down
+        # On compose, the reaper's `docker compose down` removes the containers too.
+        assert wait_until(lambda: not containers_of(project), timeout=120), containers_of(project)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
