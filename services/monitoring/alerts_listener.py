@@ -190,6 +190,12 @@ def _handler(inbox: _Inbox) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: Alertmanager flushing many groups at once (or
+    # 20 parallel posts in a test) overflowed it and connections were refused or reset.
+    request_queue_size = 128
+
+
 class AlertListener:
     """An HTTP server for Alertmanager webhooks, in a background thread."""
 
@@ -201,7 +207,7 @@ class AlertListener:
         on_notification: Callable[[Notification], None] | None = None,
     ) -> None:
         self._inbox = _Inbox(on_notification)
-        self._server = ThreadingHTTPServer((host, port), _handler(self._inbox))
+        self._server = _Server((host, port), _handler(self._inbox))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
