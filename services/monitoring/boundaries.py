@@ -53,6 +53,7 @@ class Series:
     base: float
     per_unit: float
     quantile: float | None = None
+    steady: bool = False  # the after level from the first sample on: no step at all
 
     def after(self, x: float) -> float:
         return self.base + self.per_unit * x
@@ -120,6 +121,7 @@ def _series(alert: str, raw: Mapping[str, Any]) -> Series:
         base=float(after.get("base", 0)),
         per_unit=float(after.get("per_unit", 0)),
         quantile=float(raw["quantile"]) if kind == "histogram" else None,
+        steady=bool(raw.get("steady", False)),
     )
 
 
@@ -164,14 +166,15 @@ def _input_series(boundary: Boundary, x: float, total: int) -> list[dict[str, st
     out = []
     for series in boundary.series:
         level = series.after(x)
+        before = level if series.steady else series.before
         if series.kind == "gauge":
-            values = [series.before if i < LEAD_STEPS else level for i in range(total)]
+            values = [before if i < LEAD_STEPS else level for i in range(total)]
             out.append({"series": series.selector, "values": " ".join(map(_number, values))})
             continue
         counts, running = [], 0.0
         for i in range(total):
             if i > 0:
-                running += series.before if i <= LEAD_STEPS else level
+                running += before if i <= LEAD_STEPS else level
             counts.append(running)
         text = " ".join(map(_number, counts))
         if series.kind == "counter":

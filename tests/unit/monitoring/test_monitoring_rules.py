@@ -7,6 +7,7 @@ Running the rule tests themselves needs promtool: tests/integration/monitoring/.
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
 
@@ -36,6 +37,11 @@ def _alert_tests() -> dict[str, dict[str, int]]:
             for case in group.get("alert_rule_test") or []:
                 counts = seen.setdefault(case["alertname"], {"fires": 0, "silent": 0})
                 counts["fires" if case.get("exp_alerts") else "silent"] += 1
+            # Generated tests (tests/slo.yml) query ALERTS{alertname="..."} instead.
+            for case in group.get("promql_expr_test") or []:
+                for name in re.findall(r'ALERTS\{alertname="(\w+)"', case["expr"]):
+                    counts = seen.setdefault(name, {"fires": 0, "silent": 0})
+                    counts["fires" if case.get("exp_samples") else "silent"] += 1
     return seen
 
 
