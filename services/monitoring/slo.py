@@ -301,7 +301,7 @@ def _recording_group(slo: Slo) -> dict[str, Any]:
         "name": f"SLO recording rules of {slo.name} at a quarter of errors",
         "interval": "5m",
         "input_series": _series(slo, ratio, "3h"),
-        "promql_expr_test": checks + [_pad("3h")],
+        "promql_expr_test": [*checks, _pad("3h")],
     }
 
 
