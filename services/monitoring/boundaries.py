@@ -72,6 +72,7 @@ class Boundary:
     interval_seconds: float
     labels: Mapping[str, str]
     series: tuple[Series, ...] = field(default_factory=tuple)
+    always: bool = False  # Watchdog: fires with no input at all, no threshold to pin
 
     @property
     def title(self) -> str:
@@ -88,6 +89,8 @@ class Boundary:
 
 
 def _x_values(alert: str, raw: Mapping[str, Any]) -> tuple[str | None, float | None, float, float]:
+    if raw.get("always"):
+        return None, None, 0.0, 0.0
     if "values" in raw:
         values = raw["values"]
         return None, None, float(values["silent"]), float(values["fires"])
@@ -143,8 +146,9 @@ def load_boundaries(path: Path) -> list[Boundary]:
                 interval_seconds=parse_duration(raw.get("interval", "1m")),
                 labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
                 series=tuple(_series(alert, s) for s in raw.get("series") or []),
+                always=bool(raw.get("always", False)),
             )
-            if not boundary.series:
+            if not boundary.series and not boundary.always:
                 raise BoundarySpecError(f"{boundary.title}: no series to synthesize")
             boundary.steps(boundary.for_seconds + boundary.onset_seconds)
             boundaries.append(boundary)
@@ -241,6 +245,8 @@ def boundary_groups(boundary: Boundary) -> list[dict[str, Any]]:
     step = boundary.interval_seconds
     start = LEAD_STEPS * step
     fire_at = start + boundary.onset_seconds + boundary.for_seconds
+    if boundary.always:
+        return [_group(boundary, "always fires", 0.0, [(start, "firing")])]
     if boundary.op is None:
         silent_case, firing_case = "the silent value stays silent", "the firing value fires"
     else:

@@ -28,6 +28,13 @@ class MonitoringSettings(CoreSettings):
         default=None,
         description="Where Alertmanager posts every alert; default the local listener.",
     )
+    alerts_watchdog_timeout: float = env_field(
+        "ALERTS_WATCHDOG_TIMEOUT_SECONDS",
+        default=300.0,
+        ge=0,
+        description="`ai-suite alerts listen` reports when no Watchdog arrived for this long"
+        " (Alertmanager re-sends it every minute); 0 turns the dead man's switch off.",
+    )
     slack_webhook_url: SecretStr | None = env_field("ALERTS_SLACK_WEBHOOK_URL", default=None)
     slack_channel: str | None = env_field("ALERTS_SLACK_CHANNEL", default=None)
     email_to: str | None = env_field("ALERTS_EMAIL_TO", default=None)

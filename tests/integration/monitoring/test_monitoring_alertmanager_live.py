@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +41,7 @@ def listener() -> Iterator[AlertListener]:
 def _running_alertmanager(config: Path, tmp_path: Path) -> Iterator[str]:
     binary = _alertmanager_binary()
     port = free_port()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log_path = tmp_path / "alertmanager.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
@@ -210,3 +211,41 @@ def test_a_page_is_delivered_within_the_critical_group_wait(
         assert client.post("/api/v2/alerts", json=[alert]).status_code == 200
     got = listener.wait_for(alertname="ServiceDown", status="firing", timeout=60)
     assert got.receiver == "critical"
+
+
+def test_stopping_alertmanager_is_reported_by_the_dead_mans_switch(tmp_path: Path) -> None:
+    """A real Alertmanager re-sends the Watchdog (repeat_interval shortened to 1 s); once it is
+    stopped, the listener reports the silence, and reports again when a new one delivers."""
+    reports: list[str] = []
+    with AlertListener(watchdog_timeout=3, on_watchdog=reports.append) as listener:
+        settings = MonitoringSettings(alerts_webhook_url=listener.url, data_dir=tmp_path)
+        config = render_alertmanager(
+            tmp_path / "config",
+            settings,
+            timings={"group_wait": "0s", "group_interval": "1s", "repeat_interval": "1s"},
+        )
+        watchdog = _alert("Watchdog", "prometheus", ends_in=3600, started_ago=0)
+        watchdog["labels"]["severity"] = "info"  # type: ignore[index]
+        with _running_alertmanager(config, tmp_path) as url:
+            with httpx.Client(base_url=url, trust_env=False) as client:
+                assert client.post("/api/v2/alerts", json=[watchdog]).status_code == 200
+            got = listener.wait_for(alertname="Watchdog", timeout=30)
+            assert got.receiver == "deadmansswitch"
+            # Re-sent while Alertmanager runs: a second delivery after the first.
+            _wait_until(lambda: sum(n.alertname == "Watchdog" for n in listener) >= 2)
+            assert not any("no Watchdog" in r for r in reports), reports
+        # Alertmanager stopped (the context manager terminated it): the switch reports.
+        _wait_until(lambda: any("no Watchdog from Alertmanager for" in r for r in reports))
+        with _running_alertmanager(config, tmp_path / "again") as url:
+            with httpx.Client(base_url=url, trust_env=False) as client:
+                assert client.post("/api/v2/alerts", json=[watchdog]).status_code == 200
+            _wait_until(lambda: any("arrives again" in r for r in reports))
+    assert reports[0] == "dead man's switch armed: the Watchdog arrived"
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met within the timeout")
+        time.sleep(0.1)
