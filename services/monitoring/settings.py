@@ -7,12 +7,15 @@ values are read here and written into a rendered copy (services/monitoring/confi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import SecretStr, field_validator, model_validator
 
 from services.core.settings import CoreSettings, env_field
 from services.monitoring.durations import parse_duration
 
 DEFAULT_LISTEN_PORT = 9095
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class MonitoringSettings(CoreSettings):
@@ -34,6 +37,18 @@ class MonitoringSettings(CoreSettings):
         ge=0,
         description="`ai-suite alerts listen` reports when no Watchdog arrived for this long"
         " (Alertmanager re-sends it every minute); 0 turns the dead man's switch off.",
+    )
+    runbook_base: str | None = env_field(
+        "MONITORING_RUNBOOK_BASE_URL",
+        default=None,
+        description="Base of the absolute runbook links in alerts, e.g. the repository's"
+        " https://github.com/<owner>/<repo>/blob/main; default file:// of this checkout.",
+    )
+    grafana_url: str | None = env_field(
+        "GRAFANA_URL",
+        default=None,
+        description="Grafana as a browser reaches it, for dashboard links in alerts;"
+        " default http://<AI_SUITE_HOST>:3000.",
     )
     slack_webhook_url: SecretStr | None = env_field("ALERTS_SLACK_WEBHOOK_URL", default=None)
     slack_channel: str | None = env_field("ALERTS_SLACK_CHANNEL", default=None)
@@ -91,6 +106,15 @@ class MonitoringSettings(CoreSettings):
         if self.smtp_smarthost and ":" not in self.smtp_smarthost:
             raise ValueError("ALERTS_SMTP_SMARTHOST must be host:port, e.g. smtp.example.org:587")
         return self
+
+    @property
+    def runbook_base_url(self) -> str:
+        # The checkout the platform runs from: absolute and clickable on this machine.
+        return self.runbook_base or REPO_ROOT.as_uri()
+
+    @property
+    def grafana_link_url(self) -> str:
+        return self.grafana_url or f"http://{self.host}:3000"
 
     @property
     def listener_url(self) -> str:
