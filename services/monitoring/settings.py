@@ -7,15 +7,14 @@ values are read here and written into a rendered copy (services/monitoring/confi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import SecretStr, field_validator, model_validator
 
 from services.core.settings import CoreSettings, env_field
 from services.monitoring.durations import parse_duration
 
 DEFAULT_LISTEN_PORT = 9095
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# pyproject.toml names no public repository; this is the default until it does.
+DEFAULT_RUNBOOK_BASE_URL = "https://github.com/local-ai-suite/local-ai-suite/blob/main"
 
 
 class MonitoringSettings(CoreSettings):
@@ -41,8 +40,8 @@ class MonitoringSettings(CoreSettings):
     runbook_base: str | None = env_field(
         "MONITORING_RUNBOOK_BASE_URL",
         default=None,
-        description="Base of the absolute runbook links in alerts, e.g. the repository's"
-        " https://github.com/<owner>/<repo>/blob/main; default file:// of this checkout.",
+        description="Base of the absolute runbook links in alerts and dashboards"
+        " (the repository's blob URL, or file:// of a checkout).",
     )
     grafana_url: str | None = env_field(
         "GRAFANA_URL",
@@ -109,8 +108,9 @@ class MonitoringSettings(CoreSettings):
 
     @property
     def runbook_base_url(self) -> str:
-        # The checkout the platform runs from: absolute and clickable on this machine.
-        return self.runbook_base or REPO_ROOT.as_uri()
+        # One base for alerts and dashboards: the dashboards generator (dashgen/links.py on
+        # main) reads the same variable with the same default.
+        return self.runbook_base or DEFAULT_RUNBOOK_BASE_URL
 
     @property
     def grafana_link_url(self) -> str:

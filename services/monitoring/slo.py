@@ -162,7 +162,9 @@ def rules(budget_window: str, slos: list[Slo]) -> dict[str, Any]:
     # retention >= the window to be exact (docs/ops/MONITORING_GUIDE.md).
     recording += [
         {
-            "record": f"slo:error_budget_remaining:ratio_{budget_window}",
+            # No window in the name: the error-budget dashboard on main (dashgen/slo.py)
+            # reads slo:error_budget_remaining:ratio; the window is slos.yml's `window`.
+            "record": "slo:error_budget_remaining:ratio",
             "expr": f"1 - ({slo.error_ratio(budget_window)}) / {_number(slo.budget)}",
             "labels": {"slo": slo.name, "service": slo.service},
         }
@@ -290,10 +292,10 @@ def _recording_group(slo: Slo) -> dict[str, Any]:
         },
         {
             # far over budget: 0.25 of errors against a budget of well under 1%
-            "expr": f"slo:error_budget_remaining:ratio_30d{{{labels}}}",
+            "expr": f"slo:error_budget_remaining:ratio{{{labels}}}",
             "eval_time": "3h",
             "exp_samples": [
-                {"labels": f"slo:error_budget_remaining:ratio_30d{{{labels}}}", "value": remaining}
+                {"labels": f"slo:error_budget_remaining:ratio{{{labels}}}", "value": remaining}
             ],
         },
     ]
