@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -33,6 +34,12 @@ def _print(notification: Notification) -> None:
     sys.stdout.flush()
 
 
+def _report(message: str) -> None:
+    # stdout, like the alerts: a silent pipeline is the most important line of all.
+    click.echo(f"{datetime.now(UTC).isoformat(timespec='seconds')} {message}")
+    sys.stdout.flush()
+
+
 @click.group()
 def alerts() -> None:
     """Alert notifications: listen for Alertmanager's webhook, render its configuration."""
@@ -46,13 +53,28 @@ def alerts() -> None:
     default=None,
     help="Port to listen on [default: ALERTS_LISTEN_PORT or 9095].",
 )
-def listen(host: str | None, port: int | None) -> None:
-    """Print every alert and resolution Alertmanager sends, until Ctrl-C."""
+@click.option(
+    "--watchdog-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Report when no Watchdog arrived for this many seconds; 0: off"
+    " [default: ALERTS_WATCHDOG_TIMEOUT_SECONDS or 300].",
+)
+def listen(host: str | None, port: int | None, watchdog_timeout: float | None) -> None:
+    """Print every alert and resolution Alertmanager sends, until Ctrl-C; report when the
+    Watchdog (dead man's switch) stops arriving."""
     settings = _settings()
     host = host or settings.host
     port = settings.alerts_listen_port if port is None else port
+    timeout = settings.alerts_watchdog_timeout if watchdog_timeout is None else watchdog_timeout
     try:
-        listener = AlertListener(host, port, on_notification=_print)
+        listener = AlertListener(
+            host,
+            port,
+            on_notification=_print,
+            watchdog_timeout=timeout or None,
+            on_watchdog=_report,
+        )
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"

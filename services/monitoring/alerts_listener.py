@@ -24,6 +24,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from services.monitoring.deadman import WATCHDOG_ALERT, DeadMansSwitch
+
 log = logging.getLogger("ai_suite.monitoring.alerts")
 
 ALERTS_PATH = "/alerts"
@@ -125,6 +127,8 @@ class _Inbox:
     """Received notifications, shared by the server threads and the reader."""
 
     on_notification: Callable[[Notification], None] | None
+    switch: DeadMansSwitch | None = None
+    on_watchdog: Callable[[str], None] | None = None
     items: list[Notification] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)
     changed: threading.Condition = field(default_factory=threading.Condition)
@@ -136,9 +140,18 @@ class _Inbox:
                 self.states[item.fingerprint] = item.status
                 stored = replace(item, repeat=repeat)
                 self.items.append(stored)
+                if item.alertname == WATCHDOG_ALERT and self.switch is not None:
+                    # Every minute by design: feed the switch instead of printing a line.
+                    if item.status == "firing":
+                        self.report_watchdog(self.switch.beat())
+                    continue
                 if self.on_notification is not None:
                     self.on_notification(stored)
             self.changed.notify_all()
+
+    def report_watchdog(self, message: str | None) -> None:
+        if message is not None and self.on_watchdog is not None:
+            self.on_watchdog(message)
 
 
 def _handler(inbox: _Inbox) -> type[BaseHTTPRequestHandler]:
@@ -190,6 +203,12 @@ def _handler(inbox: _Inbox) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: Alertmanager flushing many groups at once (or
+    # 20 parallel posts in a test) overflowed it and connections were refused or reset.
+    request_queue_size = 128
+
+
 class AlertListener:
     """An HTTP server for Alertmanager webhooks, in a background thread."""
 
@@ -199,11 +218,29 @@ class AlertListener:
         port: int = 0,
         *,
         on_notification: Callable[[Notification], None] | None = None,
+        watchdog_timeout: float | None = None,
+        on_watchdog: Callable[[str], None] | None = None,
     ) -> None:
-        self._inbox = _Inbox(on_notification)
-        self._server = ThreadingHTTPServer((host, port), _handler(self._inbox))
+        """``watchdog_timeout`` (seconds) arms the dead man's switch: ``on_watchdog`` gets a
+        message when no Watchdog arrived for that long, and when it comes back."""
+        switch = DeadMansSwitch(watchdog_timeout) if watchdog_timeout else None
+        self._inbox = _Inbox(on_notification, switch, on_watchdog)
+        self._server = _Server((host, port), _handler(self._inbox))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._stop_watch = threading.Event()
+        self._watch: threading.Thread | None = None
+        if switch is not None:
+            self._watch = threading.Thread(
+                target=self._watch_loop, args=(switch,), name="alerts-deadman", daemon=True
+            )
+            self._watch.start()
+
+    def _watch_loop(self, switch: DeadMansSwitch) -> None:
+        # A tenth of the timeout (at most a second): the report is late by at most that.
+        step = min(1.0, switch.timeout / 10)
+        while not self._stop_watch.wait(step):
+            self._inbox.report_watchdog(switch.check())
 
     @property
     def host(self) -> str:
@@ -229,6 +266,7 @@ class AlertListener:
         return self
 
     def stop(self) -> None:
+        self._stop_watch.set()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
@@ -246,6 +284,7 @@ class AlertListener:
         try:
             self._server.serve_forever(POLL_SECONDS)
         finally:
+            self._stop_watch.set()
             self._server.server_close()
 
     def shutdown(self) -> None:

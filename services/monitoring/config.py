@@ -18,6 +18,7 @@ import yaml
 
 from services.core.yamlfile import safe_load
 from services.monitoring.durations import format_duration, parse_duration
+from services.monitoring.links import add_links
 from services.monitoring.settings import MonitoringSettings
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
@@ -82,12 +83,16 @@ def render_prometheus(
     scrape_interval: str | None = None,
     evaluation_interval: str | None = None,
     source: Path = PROMETHEUS_DIR,
+    runbook_base: str | None = None,
+    grafana_url: str | None = None,
 ) -> PrometheusRender:
     """Write prometheus.yml and its rule files to ``out_dir``.
 
     ``targets`` maps a job name (gateway, rag, mcp, prometheus, alertmanager) to the
     ``host:port`` it scrapes; ``alertmanager`` is where alerts are sent; ``for_limit``
-    caps every alert's ``for`` (tests); the intervals replace the global ones.
+    caps every alert's ``for`` (tests); the intervals replace the global ones;
+    ``runbook_base`` and ``grafana_url`` make runbook links absolute and add dashboard links
+    (services/monitoring/links.py).
     """
     config = _load(source / "prometheus.yml")
     jobs = {job["job_name"]: job for job in config.get("scrape_configs") or []}
@@ -120,6 +125,8 @@ def render_prometheus(
         rules = _load(source / relative)
         if for_limit:
             shorten_for(rules, for_limit)
+        if runbook_base and grafana_url:
+            add_links(rules, runbook_base=runbook_base, grafana_url=grafana_url)
         written.append(_dump(out_dir / relative, rules))
     return PrometheusRender(_dump(out_dir / "prometheus.yml", config), tuple(written))
 
@@ -224,6 +231,8 @@ def render_monitoring(
         for_limit=for_limit or settings.for_limit,
         scrape_interval=scrape_interval or settings.scrape_interval,
         evaluation_interval=evaluation_interval or settings.evaluation_interval,
+        runbook_base=settings.runbook_base_url,
+        grafana_url=settings.grafana_link_url,
     )
     alertmanager = render_alertmanager(
         out_dir / "alertmanager", settings, timings=timings or settings.route_timings

@@ -13,6 +13,8 @@ from services.core.settings import CoreSettings, env_field
 from services.monitoring.durations import parse_duration
 
 DEFAULT_LISTEN_PORT = 9095
+# pyproject.toml names no public repository; this is the default until it does.
+DEFAULT_RUNBOOK_BASE_URL = "https://github.com/local-ai-suite/local-ai-suite/blob/main"
 
 
 class MonitoringSettings(CoreSettings):
@@ -27,6 +29,25 @@ class MonitoringSettings(CoreSettings):
         "ALERTS_WEBHOOK_URL",
         default=None,
         description="Where Alertmanager posts every alert; default the local listener.",
+    )
+    alerts_watchdog_timeout: float = env_field(
+        "ALERTS_WATCHDOG_TIMEOUT_SECONDS",
+        default=300.0,
+        ge=0,
+        description="`ai-suite alerts listen` reports when no Watchdog arrived for this long"
+        " (Alertmanager re-sends it every minute); 0 turns the dead man's switch off.",
+    )
+    runbook_base: str | None = env_field(
+        "MONITORING_RUNBOOK_BASE_URL",
+        default=None,
+        description="Base of the absolute runbook links in alerts and dashboards"
+        " (the repository's blob URL, or file:// of a checkout).",
+    )
+    grafana_url: str | None = env_field(
+        "GRAFANA_URL",
+        default=None,
+        description="Grafana as a browser reaches it, for dashboard links in alerts;"
+        " default http://<AI_SUITE_HOST>:3000.",
     )
     slack_webhook_url: SecretStr | None = env_field("ALERTS_SLACK_WEBHOOK_URL", default=None)
     slack_channel: str | None = env_field("ALERTS_SLACK_CHANNEL", default=None)
@@ -84,6 +105,16 @@ class MonitoringSettings(CoreSettings):
         if self.smtp_smarthost and ":" not in self.smtp_smarthost:
             raise ValueError("ALERTS_SMTP_SMARTHOST must be host:port, e.g. smtp.example.org:587")
         return self
+
+    @property
+    def runbook_base_url(self) -> str:
+        # One base for alerts and dashboards: the dashboards generator (dashgen/links.py on
+        # main) reads the same variable with the same default.
+        return self.runbook_base or DEFAULT_RUNBOOK_BASE_URL
+
+    @property
+    def grafana_link_url(self) -> str:
+        return self.grafana_url or f"http://{self.host}:3000"
 
     @property
     def listener_url(self) -> str:

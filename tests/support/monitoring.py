@@ -17,6 +17,12 @@ import yaml
 from ai_suite_pytest.metrics.contract import Contract
 
 from services.core.yamlfile import safe_load
+from services.monitoring.boundaries import (
+    failed_cases,
+    load_boundaries,
+    missing_boundaries,
+    promtool_documents,
+)
 from services.monitoring.catalog import (
     Catalog,
     LabelValues,
@@ -24,6 +30,13 @@ from services.monitoring.catalog import (
     RecordingRule,
     add_recording_rules,
     prometheus_builtins,
+)
+from services.monitoring.requirements import (
+    alert_names,
+    missing_required_alerts,
+    pinned_route_timings,
+    required_alerts,
+    route_timing_problems,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +161,82 @@ class PromtoolBatch:
         for future in self.futures.values():
             future.cancel()
         self.pool.shutdown(wait=True)
+
+
+# --- boundary tests, required alerts and route timings (issue 14) ---------------------------
+
+BOUNDARIES_FILE = PROMETHEUS_DIR / "boundaries.yml"
+REQUIRED_ALERTS_FILE = PROMETHEUS_DIR / "required_alerts.yml"
+ROUTE_TIMINGS_FILE = DOCKER / "alertmanager" / "route_timings.yml"
+
+
+@dataclass(frozen=True)
+class MonitoringSources:
+    """The files the monitoring checks read; a mutation test points them at a copy."""
+
+    rules_dir: Path = PROMETHEUS_DIR / "rules"
+    boundaries: Path = BOUNDARIES_FILE
+    required: Path = REQUIRED_ALERTS_FILE
+    alertmanager: Path = ALERTMANAGER_FILE
+    route_timings: Path = ROUTE_TIMINGS_FILE
+
+    def rule_files(self) -> list[Path]:
+        # prometheus.yml's order: recording rules before the alerts that read them.
+        listed = load_yaml(PROMETHEUS_DIR / "prometheus.yml")["rule_files"]
+        return [self.rules_dir / Path(p).name for p in listed]
+
+    def copy_to(self, target: Path) -> MonitoringSources:
+        shutil.copytree(self.rules_dir, target / "rules")
+        copies = {}
+        for field_name in ("boundaries", "required", "alertmanager", "route_timings"):
+            source = getattr(self, field_name)
+            copies[field_name] = target / source.name
+            shutil.copy(source, copies[field_name])
+        return MonitoringSources(rules_dir=target / "rules", **copies)
+
+
+def static_problems(sources: MonitoringSources) -> list[str]:
+    """Everything checkable without promtool: specs for every alert, required alerts, timings."""
+    alerts = alert_names(sources.rule_files())
+    boundaries = load_boundaries(sources.boundaries)
+    problems = [
+        f"alert {name} has no boundary spec in {sources.boundaries.name}"
+        for name in missing_boundaries(alerts, boundaries)
+    ]
+    problems += [
+        f"boundary spec {name} names no alert of the rules"
+        for name in sorted({b.alert for b in boundaries} - set(alerts))
+    ]
+    problems += missing_required_alerts(required_alerts(sources.required), alerts)
+    problems += route_timing_problems(
+        load_yaml(sources.alertmanager), pinned_route_timings(sources.route_timings)
+    )
+    return problems
+
+
+def boundary_failures(promtool: str, sources: MonitoringSources, work: Path) -> list[str]:
+    """The boundary cases that fail under promtool, each named "boundary <alert>: <case>"."""
+    files = sources.rule_files()
+    defined_in = {name: path for path in files for name in alert_names([path])}
+    by_file: dict[Path, list] = {}
+    for boundary in load_boundaries(sources.boundaries):
+        # An alert without a rule is reported by static_problems; run it against all files.
+        by_file.setdefault(defined_in.get(boundary.alert, files[-1]), []).append(boundary)
+    failures = []
+    for alert_file, boundaries in by_file.items():
+        # Only the alert's own file and the shared recording rules: promtool evaluates every
+        # loaded rule at every step, and the SLO rules alone would triple the time.
+        rule_files = list(dict.fromkeys([files[0], alert_file]))
+        for interval, document in promtool_documents(boundaries, rule_files).items():
+            path = work / f"boundaries-{alert_file.stem}-{interval}.yml"
+            path.write_text(dump_yaml(document))
+            result = run([promtool, "test", "rules", str(path)])
+            if result.returncode != 0:
+                output = result.stdout + result.stderr
+                # A file promtool cannot even load names no case: report its whole output.
+                failures += failed_cases(output, document) or [output]
+    return failures
+
+
+def monitoring_problems(promtool: str, sources: MonitoringSources, work: Path) -> list[str]:
+    return static_problems(sources) + boundary_failures(promtool, sources, work)

@@ -21,6 +21,7 @@ ROUTES = [
     ({"alertname": "LlmCircuitOpen", "service": "gateway", "severity": "warning"}, "warning"),
     ({"alertname": "ApprovalsExpired", "service": "mcp", "severity": "info"}, "default"),
     ({"alertname": "SomethingNew", "service": "rag"}, "default"),
+    ({"alertname": "Watchdog", "service": "prometheus", "severity": "info"}, "deadmansswitch"),
 ]
 
 
@@ -57,10 +58,13 @@ def test_routing_table(amtool: str) -> None:
 def test_every_alert_severity_has_its_route(amtool: str) -> None:
     """Each alert of the rule files, as Prometheus sends it, reaches its severity's receiver."""
     expected = {"critical": "critical", "warning": "warning", "info": "default"}
-    for group in load_yaml(PROMETHEUS_DIR / "rules" / "alerts.yml")["groups"]:
+    rule_files = [PROMETHEUS_DIR / "rules" / name for name in ("alerts.yml", "slo.yml")]
+    for group in (g for path in rule_files for g in load_yaml(path)["groups"]):
         for rule in (r for r in group["rules"] if "alert" in r):
             labels = {"alertname": rule["alert"], "service": "gateway", **rule["labels"]}
-            assert routes_to(amtool, ALERTMANAGER_FILE, labels) == expected[labels["severity"]]
+            # The Watchdog has its own route (the dead man's switch), whatever its severity.
+            want = "deadmansswitch" if rule["alert"] == "Watchdog" else expected[labels["severity"]]
+            assert routes_to(amtool, ALERTMANAGER_FILE, labels) == want, rule["alert"]
 
 
 @pytest.fixture
@@ -101,7 +105,8 @@ def test_a_route_to_a_missing_receiver_is_rejected(amtool: str, tmp_path: Path) 
 
 def test_a_changed_route_breaks_the_routing_table(amtool: str, tmp_path: Path) -> None:
     config = load_yaml(ALERTMANAGER_FILE)
-    config["route"]["routes"][0]["matchers"] = ['severity="page"']
+    critical = next(r for r in config["route"]["routes"] if r["receiver"] == "critical")
+    critical["matchers"] = ['severity="page"']
     broken = tmp_path / "alertmanager.yml"
     broken.write_text(dump_yaml(config))
     assert routes_to(amtool, broken, ROUTES[0][0]) != ROUTES[0][1]

@@ -88,7 +88,7 @@ def test_render_prometheus_changes_targets_intervals_and_for(tmp_path: Path) -> 
         assert rule.get("for") == ("5s" if "for" in original[name] else None), name
         assert rule["expr"] == original[name]["expr"]
         assert rule["annotations"] == original[name]["annotations"]
-    assert {p.name for p in rendered.rule_files} == {"recording.yml", "alerts.yml"}
+    assert {p.name for p in rendered.rule_files} == {"recording.yml", "slo.yml", "alerts.yml"}
 
 
 def test_render_prometheus_refuses_unknown_jobs_and_durations(tmp_path: Path) -> None:
