@@ -20,7 +20,7 @@ GROUP_DASHBOARDS: Mapping[str, str] = {
     "ai_suite_security_alerts": "ai-suite-security",
     "ai_suite_approvals_alerts": "ai-suite-mcp",
     "ai_suite_rag_alerts": "ai-suite-rag",
-    "ai_suite_slo_alerts": "ai-suite-overview",
+    "ai_suite_slo_alerts": "ai-suite-slo",  # the error-budget dashboard (dashgen/slo.py)
     "ai_suite_meta_alerts": "ai-suite-overview",
 }
 ALERT_DASHBOARDS: Mapping[str, str] = {}
