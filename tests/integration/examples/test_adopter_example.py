@@ -151,7 +151,8 @@ def test_the_example_passes_under_xdist_run_after_run(
         results = outcomes(report)
         assert len(results) >= 7, output  # 5 on the notes service, Redis, PostgreSQL
         assert set(results.values()) == {"passed"}, output
-        assert containers_of(project) == [], output
+        if backend == "compose":  # a local run has no engine to ask (none may be running)
+            assert containers_of(project) == [], output
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -197,8 +198,11 @@ def test_kill_9_of_the_run_leaves_nothing_behind(
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         env.assert_nothing_left_running(project)  # the reaper took the services down
-        # On compose, the reaper's `docker compose down` removes the containers too.
-        assert wait_until(lambda: not containers_of(project), timeout=120), containers_of(project)
+        if backend == "compose":
+            # The reaper's `docker compose down` removes the containers too.
+            assert wait_until(lambda: not containers_of(project), timeout=120), containers_of(
+                project
+            )
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
