@@ -7,8 +7,9 @@ pytest plugin imports this package in every run, and most runs assert on no metr
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ai_suite_pytest._lazy import lazy_exports
 
 # Eager: the submodule ``lint`` would otherwise shadow the function once imported.
 from ai_suite_pytest.metrics.lint import lint
@@ -80,13 +81,7 @@ if TYPE_CHECKING:
     from ai_suite_pytest.metrics.watch import Metrics, Watch
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 
 __all__ = [

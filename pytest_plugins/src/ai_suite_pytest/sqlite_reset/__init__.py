@@ -10,10 +10,11 @@ package, which must not pull in ``sqlite3`` and the core for a run that uses no 
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from ai_suite_pytest._lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_SEED": "core",
@@ -81,13 +82,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 class _Package(types.ModuleType):
