@@ -166,14 +166,17 @@ else
         -w "$WHEELS" -r "$CONTEXT/requirements.txt" || die "pip wheel of the locked dependencies failed"
     sha256sum "$CONTEXT/requirements.txt" >"$stamp"
 fi
-# Other platforms' binary wheels (pure-Python ones built above serve every platform).
-for platform in ${EXTRA_WHEEL_PLATFORMS:-}; do
-    echo "   binary wheels for $platform"
+# Other platforms' binary wheels (pure-Python ones built above serve every platform). One
+# pip call for all the tags: a package may publish its wheel under any one of them.
+if [ -n "${EXTRA_WHEEL_PLATFORMS:-}" ]; then
+    platform_args=()
+    for platform in $EXTRA_WHEEL_PLATFORMS; do platform_args+=(--platform "$platform"); done
+    echo "   binary wheels for $EXTRA_WHEEL_PLATFORMS"
     "$PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-        --platform "$platform" --python-version "$PY_SERIES" --implementation cp \
+        "${platform_args[@]}" --python-version "$PY_SERIES" --implementation cp \
         --find-links "$WHEELS" -d "$WHEELS" -r "$CONTEXT/requirements.txt" \
-        || die "pip download of the $platform wheels failed"
-done
+        || die "pip download of the wheels for $EXTRA_WHEEL_PLATFORMS failed"
+fi
 rm -f "$WHEELS"/local_ai_suite-*.whl
 (cd "$ROOT" && "${UV[@]}" build --wheel --quiet --out-dir "$WHEELS") || die "building the project wheel failed"
 echo "   $(find "$WHEELS" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELS" | cut -f1)"
