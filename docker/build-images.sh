@@ -122,7 +122,8 @@ base=""
 if [ -n "$BASE_IMAGE" ]; then
     if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
         echo "   $BASE_IMAGE is present"
-    elif docker pull -q "$BASE_IMAGE" >"$BUILD_DIR/pull.log" 2>&1; then
+    # A registry that does not answer must not hang the build: five minutes is ample.
+    elif timeout 300 docker pull -q "$BASE_IMAGE" >"$BUILD_DIR/pull.log" 2>&1; then
         echo "   pulled $BASE_IMAGE"
     else
         die "cannot pull BASE_IMAGE=$BASE_IMAGE ($(tail -n 1 "$BUILD_DIR/pull.log")); unset BASE_IMAGE to build the Debian base here"
