@@ -185,7 +185,8 @@ done_step
 
 # -- 3. service image -----------------------------------------------------------------
 
-step "service image $IMAGE (FROM $base)"
+if [ "$context_only" = 1 ]; then step "build context of the service image (--context-only: no image)"
+else step "service image $IMAGE (FROM $base)"; fi
 # The inference test stub is not part of the wheel; it rides along for compose.test.yml.
 rm -rf "$CONTEXT/app"
 mkdir -p "$CONTEXT/app/tests/stubs"
