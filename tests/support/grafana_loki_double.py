@@ -27,6 +27,9 @@ class GrafanaLokiState:
     datasources: dict[str, str] = field(default_factory=dict)  # uid -> type
     unhealthy: dict[str, str] = field(default_factory=dict)  # uid -> error message
     log_lines: dict[str, int] = field(default_factory=dict)  # service -> lines held
+    # service -> how many queries for it see no line first (Alloy shipping late)
+    late: dict[str, int] = field(default_factory=dict)
+    queries: dict[str, int] = field(default_factory=dict)
 
 
 def grafana_loki_app(state: GrafanaLokiState) -> FastAPI:
@@ -94,7 +97,9 @@ def grafana_loki_app(state: GrafanaLokiState) -> FastAPI:
         if not match:
             return JSONResponse({"message": f"parse error: {query}"}, status_code=400)
         service = match.group(1)
-        lines = min(state.log_lines.get(service, 0), limit)
+        state.queries[service] = state.queries.get(service, 0) + 1
+        shipped = state.queries[service] > state.late.get(service, 0)
+        lines = min(state.log_lines.get(service, 0), limit) if shipped else 0
         result = []
         if lines:
             values = [

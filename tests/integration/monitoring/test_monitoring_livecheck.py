@@ -108,6 +108,21 @@ def test_a_service_without_log_lines_in_loki_fails_naming_it(
     assert "gateway" not in line
 
 
+def test_the_check_repeats_until_the_lines_arrive(double: str, state: GrafanaLokiState) -> None:
+    state.late["rag"] = 2  # the first two rounds find no line of rag
+    result = _livecheck("--loki", double, "--wait", "120")
+    assert result.exit_code == 0, result.output
+    assert state.queries["rag"] == 3
+    assert _lines(result, "PASS loki logs:") == ["PASS loki logs: log lines from gateway, rag, mcp"]
+
+
+def test_without_wait_one_round_decides(double: str, state: GrafanaLokiState) -> None:
+    state.late["rag"] = 1
+    result = _livecheck("--loki", double)
+    assert result.exit_code == 1
+    assert state.queries["rag"] == 1
+
+
 def test_a_wrong_grafana_password_fails_with_the_status(double: str) -> None:
     result = _livecheck("--grafana", double, "--grafana-password", "not-the-password")
     assert result.exit_code == 1
