@@ -29,13 +29,14 @@
 #   QDRANT_MODE      auto (default): server when QDRANT_IMAGE is present or pullable, else
 #                    embedded (saying so); server | embedded (compose.p2.embedded.yml)
 #   COMPOSE_PROJECT_NAME  the phases' project (default: local-ai-suite, from compose.p1.yml)
+#   MONITORING_PROJECT_NAME  the monitoring stack's project (default: ai-suite-monitoring)
 #   PHASE_WAIT_TIMEOUT    seconds `up --wait` waits for every health check (default 600)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DOCKER_DIR="$ROOT/docker"
 PROJECT="${COMPOSE_PROJECT_NAME:-local-ai-suite}"
-MONITORING_PROJECT="ai-suite-monitoring"
+MONITORING_PROJECT="${MONITORING_PROJECT_NAME:-ai-suite-monitoring}"
 AI_SUITE_LLAMA_IMAGE="${AI_SUITE_LLAMA_IMAGE:-local-ai-suite-llama:latest}"
 QDRANT_IMAGE="${QDRANT_IMAGE:-qdrant/qdrant:v1.15.5}"
 WAIT_TIMEOUT="${PHASE_WAIT_TIMEOUT:-600}"
