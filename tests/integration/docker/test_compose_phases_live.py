@@ -102,6 +102,56 @@ def _engine_unavailable() -> str | None:
     return reason
 
 
+def test_a_phase_without_an_engine_says_how_to_start_one(tmp_path: Path) -> None:
+    # A docker that finds no engine, first on PATH, as on a machine where none runs.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "docker").write_text(
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n"
+    )
+    (fake / "docker").chmod(0o755)
+    env = base_env()
+    env["PATH"] = f"{fake}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "up", "p1"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "no Docker engine answers" in result.stderr
+    assert "make docker-up" in result.stderr
+
+
+@pytest.mark.skipif(
+    (_no_engine := docker_cli.unavailable_reason()) is not None,
+    reason=f"make up-monitoring: {_no_engine}",
+)
+def test_up_monitoring_with_an_image_it_cannot_get_starts_nothing_and_names_it() -> None:
+    # An image no registry has: pulling fails here (no registry) and on a runner alike.
+    missing = f"local-ai-suite-missing/prometheus:v0-{uuid.uuid4().hex[:8]}"
+    project = f"phases-test-{uuid.uuid4().hex[:8]}"
+    env = base_env(
+        COMPOSE_PROJECT_NAME=project,
+        MONITORING_PROJECT_NAME=f"{project}-monitoring",
+        INFERENCE_MODE="tiny",
+        QDRANT_MODE="embedded",
+        PROMETHEUS_IMAGE=missing,
+    )
+    result = subprocess.run(
+        ["make", "--no-print-directory", "up-monitoring"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"    {missing}\n" in result.stderr
+    assert "docker load" in result.stderr
+    assert "Nothing was started." in result.stderr
+    assert docker_cli.project_containers(project) == []
+    assert docker_cli.project_containers(f"{project}-monitoring") == []
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.skipif((_reason := _engine_unavailable()) is not None, reason=f"make up-p3: {_reason}")
 def test_make_up_p3_starts_healthy_containers_and_prints_their_urls() -> None:
