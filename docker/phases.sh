@@ -174,7 +174,9 @@ up() {
     fi
     # shellcheck disable=SC2086  # one image name per line, no spaces in names
     ensure_images $(sort -u <<<"$images")
-    say "starting ${FILES[*]//-f /} (waits up to ${WAIT_TIMEOUT}s for the health checks)"
+    local names=() word
+    for word in "${FILES[@]}"; do [ "$word" = -f ] || names+=("${word##*/}"); done
+    say "starting ${names[*]} (waits up to ${WAIT_TIMEOUT}s for the health checks)"
     compose up -d --wait --wait-timeout "$WAIT_TIMEOUT" --remove-orphans
     print_urls
     [ "$phase" = monitoring ] || return 0
