@@ -90,6 +90,9 @@ phase_files() {
     FILES+=(-f "$DOCKER_DIR/compose.p3.yml")
 }
 
+# The inference image compose.p1.yml names (INFERENCE_IMAGE or its default).
+inference_image() { compose config --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["services"]["inference"]["image"])'; }
+
 compose() { docker compose -p "$PROJECT" "${FILES[@]}" "$@"; }
 monitoring_compose() { docker compose -p "$MONITORING_PROJECT" -f "$DOCKER_DIR/compose.monitoring.yml" "$@"; }
 
@@ -110,6 +113,9 @@ ensure_images() {
             echo "  On a machine that can pull them: docker pull IMAGE && docker save IMAGE | gzip > image.tar.gz,"
             echo "  then here: docker load < image.tar.gz. Or name images you have with the *_IMAGE"
             echo "  variables (docs/docker.md). Nothing was started."
+            if [ "$INFERENCE" = llama-cpp ] && [[ " ${missing[*]} " == *" $(inference_image) "* ]]; then
+                echo "  Without the llama.cpp image: INFERENCE_MODE=tiny runs the phases on a tiny generated model."
+            fi
         } >&2
         exit 1
     fi
