@@ -30,6 +30,7 @@ from services.gateway.registry import (
     ModelRegistry,
     load_registry,
 )
+from services.gateway.routes import audit as audit_routes
 from services.gateway.routes import chat, completions, embeddings
 from services.gateway.routes import models as models_routes
 from services.gateway.settings import GatewaySettings
@@ -147,6 +148,7 @@ def create_app(
     app.include_router(chat.router(proxy))
     app.include_router(completions.router(proxy))
     app.include_router(embeddings.router(proxy))
+    app.include_router(audit_routes.router())
     add_forwarding(
         app,
         client,
