@@ -7,7 +7,7 @@ Each batch is one write transaction of the security database:
 
 1. ``BEGIN IMMEDIATE``; select the batch (the oldest rows before the cut-off, by id; rows
    of calls still open in ``audit_open_calls`` stay);
-2. write the file and its checksum to temporary names, ``fsync`` both, rename them into
+2. write the checksum, then the file, each to a temporary name, ``fsync``ed, then renamed into
    place and ``fsync`` the directory: the archive is durable;
 3. ``DELETE`` exactly those rows; ``COMMIT``.
 
@@ -177,6 +177,14 @@ class AuditArchiver:
             )
         return done
 
+    def _remove_leftovers(self) -> None:
+        """Temporary files and checksums without their archive, left by a killed run."""
+        for tmp in self.archive_dir.glob(".audit-*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for sidecar in self.archive_dir.glob("audit-*.jsonl.gz.sha256"):
+            if not sidecar.with_name(sidecar.name.removesuffix(".sha256")).exists():
+                sidecar.unlink(missing_ok=True)
+
     def _leftover_range(self, first_id: int) -> tuple[int, int] | None:
         """The id range of a file left by a run that crashed before its delete committed."""
         for path in self.archive_dir.glob(f"audit-{first_id}-*.jsonl.gz"):
@@ -187,6 +195,8 @@ class AuditArchiver:
 
     def _archive_batch(self, cutoff: str) -> ArchivedBatch | None:
         with self.db.transaction() as conn:
+            # Under the write lock no other archiver is half-way through a batch.
+            self._remove_leftovers()
             base = (
                 "SELECT * FROM audit_log WHERE ts < ?"
                 " AND id NOT IN (SELECT intent_id FROM audit_open_calls)"
@@ -204,10 +214,11 @@ class AuditArchiver:
             path = self.archive_dir / archive_name(first, last)
             data = encode_rows(items)
             digest = hashlib.sha256(data).hexdigest()
-            _write_durably(path, data)
+            # The checksum first: a file that is visible under its name always has one.
             _write_durably(
                 path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode()
             )
+            _write_durably(path, data)
             _fsync_dir(self.archive_dir)
             batch = ArchivedBatch(path, len(items), first, last)
             if self.after_files_durable is not None:
