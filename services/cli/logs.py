@@ -359,7 +359,8 @@ def logs(
 
     # Followers open at each file's current end first; the history stops there, so no line
     # is printed twice or missed between the two.
-    followed = names or list(KNOWN_SERVICES)
+    # Without names, every service: also those whose file appears while following.
+    followed = list(services) or sorted({*KNOWN_SERVICES, *names})
     followers = (
         {name: Follower(directory / f"{name}.log", name, from_end=True) for name in followed}
         if follow
