@@ -152,7 +152,6 @@ class AuditArchiver:
             return []
         done: list[ArchivedBatch] = []
         try:
-            private_dir(self.archive_dir)
             while (batch := self._archive_batch(iso(cutoff))) is not None:
                 done.append(batch)
         except (OSError, ArchiveError, sqlite3.Error) as exc:
@@ -204,6 +203,7 @@ class AuditArchiver:
             rows = conn.execute(f"{base} ORDER BY id LIMIT ?", (cutoff, self.batch_rows)).fetchall()
             if not rows:
                 return None
+            private_dir(self.archive_dir)  # only once there is something to archive
             leftover = self._leftover_range(int(rows[0]["id"]))
             if leftover is not None:
                 rows = conn.execute(
