@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -136,6 +137,7 @@ class AuditArchiver:
         self.now = now
         # A test hook between "file durable" and "rows deleted" (the crash window).
         self.after_files_durable = after_files_durable
+        self.stop = threading.Event()  # set: no new batch starts
 
     def cutoff(self) -> datetime | None:
         """Rows older than this are archived; None when retention is off (0 = keep forever)."""
@@ -152,7 +154,7 @@ class AuditArchiver:
             return []
         done: list[ArchivedBatch] = []
         try:
-            while (batch := self._archive_batch(iso(cutoff))) is not None:
+            while not self.stop.is_set() and (batch := self._archive_batch(iso(cutoff))):
                 done.append(batch)
         except (OSError, ArchiveError, sqlite3.Error) as exc:
             self.metrics.failures.inc()
@@ -238,12 +240,21 @@ class AuditArchiver:
 
 async def run_periodically(archiver: AuditArchiver, interval_seconds: float) -> None:
     """The gateway's retention task: a run at start, then one every interval. A failed run
-    is counted and logged by ``run`` and tried again at the next interval."""
+    is counted and logged by ``run`` and tried again at the next interval. Cancelled (the
+    gateway stops), it lets the batch in progress finish before the database closes."""
     if archiver.retention_days == 0:
         return
     while True:
-        with contextlib.suppress(ArchiveError):  # counted and logged in run()
-            await asyncio.to_thread(archiver.run)
+        running = asyncio.ensure_future(asyncio.to_thread(archiver.run))
+        try:
+            await asyncio.shield(running)
+        except ArchiveError:
+            pass  # counted and logged in run(); tried again at the next interval
+        except asyncio.CancelledError:
+            archiver.stop.set()
+            with contextlib.suppress(ArchiveError):
+                await running
+            raise
         await asyncio.sleep(interval_seconds)
 
 

@@ -4,9 +4,11 @@ the file and the delete leaves a duplicate that the next run settles without a c
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from services.security.audit_archive import (
     ArchiveMetrics,
     AuditArchiver,
     list_archives,
+    run_periodically,
 )
 from services.security.db import Database
 
@@ -185,3 +188,27 @@ def test_a_changed_file_is_reported_bad(db: Database, tmp_path: Path) -> None:
     assert not info.ok
     path.with_name(path.name + ".sha256").unlink()
     assert list_archives(tmp_path)[0].checksum == "MISSING"
+
+
+@pytest.mark.anyio
+async def test_stopping_the_gateway_lets_the_batch_in_progress_finish(
+    db: Database, tmp_path: Path
+) -> None:
+    old = _write(db, 6, timedelta(days=100))
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(_batch) -> None:
+        entered.set()
+        release.wait()
+
+    archiver = _archiver(db, tmp_path, batch_rows=2, after_files_durable=hold)
+    task = asyncio.create_task(run_periodically(archiver, 3600))
+    await asyncio.to_thread(entered.wait)
+    task.cancel()
+    await asyncio.sleep(0)  # the cancellation reaches the task while the batch is held
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The held batch committed; no batch started after the stop.
+    assert _ids(db) == set(old[2:])
+    assert _archived_ids(tmp_path) == old[:2]
