@@ -366,8 +366,9 @@ def logs(
         if follow
         else {}
     )
+    # A file that does not exist yet when following is read whole by its follower: 0 here.
     histories = [
-        _read_history(directory, name, followers[name].offset() if name in followers else None)
+        _read_history(directory, name, (followers[name].offset() or 0) if follow else None)
         for name in names
     ]
     kept: Iterable[Record] = (
