@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given
+from hypothesis import strategies as st
 
+from services.cli.logs import parse_lines
 from services.cli.main import cli
 from services.core.context import request_id_var
 from services.core.logging import JsonFormatter
@@ -163,3 +166,23 @@ def test_a_bad_since_names_the_option(run: Run, service_log) -> None:
     result = run("logs", "--since", "last tuesday")
     assert result.exit_code == 2
     assert "Invalid value for '--since'" in result.stderr
+
+
+@given(st.lists(st.text(max_size=60), max_size=8))
+def test_any_lines_parse_into_records_without_losing_one(lines: list[str]) -> None:
+    text_lines = [line for chunk in lines for line in chunk.splitlines()]
+    records = list(parse_lines(text_lines, "gateway"))
+    kept = [r.raw for r in records] + [line for r in records for line in r.more]
+    assert sorted(kept) == sorted(line.rstrip("\r\n") for line in text_lines)
+
+
+@given(st.text(max_size=80), st.sampled_from(["DEBUG", "INFO", "WARNING", "ERROR"]))
+def test_a_formatted_record_parses_back(message: str, level: str) -> None:
+    record = logging.makeLogRecord(
+        {"name": "ai_suite.test", "levelname": level, "msg": message, "args": ()}
+    )
+    line = JsonFormatter("rag").format(record)
+    (parsed,) = parse_lines([line], "rag")
+    assert parsed.level == level
+    assert parsed.service == "rag"
+    assert parsed.message == json.loads(line)["message"]  # redaction included
