@@ -143,7 +143,7 @@ class Cursor:
             cursor = cls(kind, int(number))
         except (ValueError, binascii.Error, UnicodeError):
             raise AuditQueryError("cursor", problem) from None
-        if cursor.order not in ORDERS or cursor.after_id < 0:
+        if cursor.order not in ORDERS or not 0 <= cursor.after_id < 2**63:  # SQLite's int
             raise AuditQueryError("cursor", problem)
         if cursor.order != order:
             raise AuditQueryError(

@@ -60,3 +60,9 @@ def test_the_limit_is_probed_on_both_sides_of_its_bounds() -> None:
 def test_lone_surrogates_from_a_command_line_are_refused() -> None:
     with pytest.raises(AuditQueryError, match="UTF-8"):
         parse_filter(user="al\udcffice")
+
+
+def test_a_cursor_past_sqlite_s_integers_is_refused() -> None:
+    with pytest.raises(AuditQueryError, match="cursor"):
+        Cursor.decode(Cursor("desc", 2**63).encode(), "desc")
+    assert Cursor.decode(Cursor("desc", 2**63 - 1).encode(), "desc").after_id == 2**63 - 1
