@@ -31,9 +31,7 @@ def _bwrap_read_only(directory: Path) -> list[str]:
     if bwrap is None:
         pytest.skip("bubblewrap (bwrap) is not installed: `make system-deps`")
     argv = [bwrap, "--dev-bind", "/", "/", "--ro-bind", str(directory), str(directory)]
-    probe = subprocess.run(
-        [*argv, "true"], capture_output=True, text=True, check=False
-    )
+    probe = subprocess.run([*argv, "true"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         pytest.skip(f"bwrap cannot make a bind mount here: {probe.stderr.strip()}")
     return argv
