@@ -21,6 +21,8 @@ from prometheus_client import CollectorRegistry
 
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
+from services.cli.audit import audit
+from services.cli.logs import logs
 from services.cli.mcp import mcp
 from services.cli.platform import monitoring_installed, monitoring_services, platform_services
 from services.cli.rag import rag
@@ -333,6 +335,8 @@ cli.add_command(approvals)
 cli.add_command(alerts)
 cli.add_command(mcp)
 cli.add_command(rag)
+cli.add_command(audit)
+cli.add_command(logs)
 
 
 def main() -> None:

@@ -30,10 +30,17 @@ from services.gateway.registry import (
     ModelRegistry,
     load_registry,
 )
+from services.gateway.routes import audit as audit_routes
 from services.gateway.routes import chat, completions, embeddings
 from services.gateway.routes import models as models_routes
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import LlmMetrics, UpstreamPool
+from services.security.audit_archive import (
+    ARCHIVE_DIR_NAME,
+    ArchiveMetrics,
+    AuditArchiver,
+    run_periodically,
+)
 from services.security.bootstrap import secure_service_app
 from services.security.db import Database
 from services.security.fairness import Fairness, FairnessMetrics, open_fairness_db
@@ -95,13 +102,21 @@ def create_app(
             len(models.list_models()),
             len(models.backends),
         )
-        leases_task = asyncio.create_task(fairness.run(), name="fairness-leases")
+        tasks = [
+            asyncio.create_task(fairness.run(), name="fairness-leases"),
+            asyncio.create_task(
+                run_periodically(archiver, settings.audit_archive_interval_seconds),
+                name="audit-archive",
+            ),
+        ]
         try:
             yield
         finally:
-            leases_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await leases_task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for owned in inference_clients.values():
                 await owned.aclose()
             if owns_client:
@@ -123,6 +138,13 @@ def create_app(
         SERVICE,
         settings.fairness_limits,
         metrics=FairnessMetrics(parts.registry, SERVICE),
+    )
+    archiver = AuditArchiver(
+        database,
+        settings.data_dir / ARCHIVE_DIR_NAME,
+        retention_days=settings.audit_retention_days,
+        batch_rows=settings.audit_archive_batch_rows,
+        metrics=ArchiveMetrics(parts.registry),
     )
     pool = UpstreamPool(
         models,
@@ -147,6 +169,7 @@ def create_app(
     app.include_router(chat.router(proxy))
     app.include_router(completions.router(proxy))
     app.include_router(embeddings.router(proxy))
+    app.include_router(audit_routes.router())
     add_forwarding(
         app,
         client,
