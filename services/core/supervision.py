@@ -96,7 +96,8 @@ class Request:
 def send_request(directory: Path, action: str, service: str) -> str:
     """Leave a request for the supervisor loop; returns its id (look for the answer)."""
     control = private_dir(directory / CONTROL_DIR)
-    request_id = uuid.uuid4().hex
+    # Named by time first, so that requests are handled in the order they were made.
+    request_id = f"{time.time_ns():020d}-{uuid.uuid4().hex}"
     temporary = control / f".{request_id}.tmp"
     private_file(temporary).write_text(
         json.dumps({"action": action, "service": service}), encoding="utf-8"
@@ -108,17 +109,16 @@ def send_request(directory: Path, action: str, service: str) -> str:
 
 def take_requests(directory: Path) -> Iterator[Request]:
     """Pending requests, oldest first, each removed as it is handed out."""
-    control = directory / CONTROL_DIR
-    try:
-        paths = sorted(control.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
-    except FileNotFoundError:
-        return
-    for path in paths:
+    for path in sorted((directory / CONTROL_DIR).glob("*.json")):
         try:
-            body = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
             path.unlink()
-        except (FileNotFoundError, ValueError):
-            continue  # taken meanwhile, or not ours to read: a request is JSON
+        except FileNotFoundError:
+            continue  # taken meanwhile
+        try:
+            body = json.loads(text)
+        except ValueError:
+            continue  # not a request of ours (they are JSON): dropped
         if isinstance(body, dict):
             yield Request(path.stem, str(body.get("action", "")), str(body.get("service", "")))
 
