@@ -30,6 +30,7 @@ from services.cli.platform import (
 )
 from services.cli.rag import rag
 from services.cli.restart import restart
+from services.cli.settings import SupervisorSettings
 from services.cli.status import status
 from services.core.files import private_dir
 from services.core.settings import CoreSettings
@@ -239,11 +240,12 @@ def up(timeout: float) -> None:
         # it is ready or given up on (a crash at start is restarted like any other).
         launched = time.time()
         specs = platform_services(settings)
+        policy = restart_policy(SupervisorSettings())
         monitoring, missing = monitoring_services(settings)
         if missing:
             _err(f"warning: running without Prometheus and Alertmanager: {missing}")
         for spec in [*specs, *monitoring]:
-            spec = replace(spec, start_timeout=timeout, restart=restart_policy(settings))
+            spec = replace(spec, start_timeout=timeout, restart=policy)
             _err(f"starting {spec.name} on {spec.url} …")
             supervisor.launch(spec)
         while not stop.is_set() and not supervisor.settled():

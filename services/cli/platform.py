@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 
+from services.cli.settings import SupervisorSettings
 from services.core.settings import CoreSettings
 from services.core.supervisor import RestartPolicy, ServiceSpec
 
 
-def restart_policy(settings: CoreSettings) -> RestartPolicy:
+def restart_policy(settings: SupervisorSettings) -> RestartPolicy:
     """Every service's restart policy under ``ai-suite up`` (AI_SUITE_RESTART_*)."""
     return RestartPolicy(
         on_failure=settings.restart_policy == "on-failure",
@@ -47,7 +48,7 @@ def platform_services(settings: CoreSettings) -> list[ServiceSpec]:
             host=settings.host,
             port=port,
             env=env,
-            restart=restart_policy(settings),
+            restart=restart_policy(SupervisorSettings()),
         )
         for name, module, port in services
     ]
