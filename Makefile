@@ -100,10 +100,10 @@ lint: install ## ruff, black --check, bandit and import-linter (layers point one
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/black --check --quiet .
-	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src procs/src examples/adopter/src --severity-level medium
 
 security: install ## bandit, plus safety where its vulnerability service is reachable
-	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src procs/src examples/adopter/src --severity-level medium
 	@echo "safety: skipped here, its vulnerability database needs network access this machine does not have; it runs in .github/workflows/ci.yml"
 
 dashboards: install ## Regenerate docker/grafana/dashboards/*.json (services/monitoring/dashgen)

@@ -17,12 +17,9 @@ blocks on one service, so a restart never holds up the others.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -30,48 +27,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-import httpx
 import psutil
+from ai_suite_procs.groups import Group, signal_group, spawn, stop_groups
+from ai_suite_procs.probes import http_probe
+from ai_suite_procs.restart import NEVER_RESTART, RestartPolicy
 
 from services.core.files import PRIVATE_UMASK, open_private_append, private_dir
 
-_PR_SET_PDEATHSIG = 1
-# Loaded here, not in the forked child: dlopen() after fork() can deadlock when
-# another thread held the loader lock at fork time.
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent(parent_pid: int) -> None:  # pragma: no cover - runs in the child
-    # The services write the security database, indexes and caches into the data
-    # directory: whatever they create is for our user only (files 0600, dirs 0700).
-    os.umask(PRIVATE_UMASK)
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        if os.getppid() != parent_pid:
-            # The supervisor died between fork() and prctl(): no signal will come.
-            os._exit(1)
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """When a service that exits is started again (``on_failure``), and when not any more.
-
-    The n-th restart within ``window`` seconds waits ``backoff_initial * 2**(n-1)``
-    seconds (at most ``backoff_max``); an exit after ``max_restarts`` restarts within
-    ``window`` seconds is a crash loop and ends the restarts.
-    """
-
-    on_failure: bool = True
-    max_restarts: int = 5
-    window: float = 60.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-
-    def delay(self, recent_restarts: int) -> float:
-        return float(min(self.backoff_max, self.backoff_initial * 2**recent_restarts))
-
-
-NEVER_RESTART = RestartPolicy(on_failure=False)
+__all__ = ["NEVER_RESTART", "RestartPolicy", "ServiceFailed", "ServiceSpec", "Supervisor"]
 
 
 @dataclass(frozen=True)
@@ -209,7 +172,6 @@ class Supervisor:
         # Called after every state change of a launched service (the status file).
         self.on_change = on_change or (lambda _sup: None)
         self.services: dict[str, ServiceState] = {}
-        self._probe_client: httpx.Client | None = None
 
     def start(self, spec: ServiceSpec) -> Running:
         busy = port_in_use(spec.host, spec.port)
@@ -224,14 +186,10 @@ class Supervisor:
         log_path = self.log_dir / f"{spec.name}.log"
         env = {**os.environ, **spec.env}
         with os.fdopen(open_private_append(log_path), "ab") as log_file:
-            process = subprocess.Popen(  # noqa: S603 - argv built by us, never a shell
-                list(spec.argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # own process group: signals reach grandchildren
-                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+            # The services write the security database, indexes and caches into the data
+            # directory: whatever they create is for our user only (files 0600, dirs 0700).
+            process = spawn(
+                spec.argv, stdout=log_file, env=env, die_with_parent=True, umask=PRIVATE_UMASK
             )
         running = Running(spec, process, log_path)
         self.running.append(running)
@@ -243,17 +201,16 @@ class Supervisor:
         started = time.monotonic()
         deadline = started + spec.start_timeout
         last_error = "no answer yet"
-        with _new_probe_client() as client:
-            while time.monotonic() < deadline:
-                code = running.process.poll()
-                if code is not None:
-                    raise ServiceFailed(
-                        spec.name, f"exited during start-up with code {code}", running.log_tail()
-                    )
-                ready, last_error = probe_ready(client, spec)
-                if ready:
-                    return time.monotonic() - started
-                time.sleep(poll)
+        while time.monotonic() < deadline:
+            code = running.process.poll()
+            if code is not None:
+                raise ServiceFailed(
+                    spec.name, f"exited during start-up with code {code}", running.log_tail()
+                )
+            ready, last_error = probe_ready(spec)
+            if ready:
+                return time.monotonic() - started
+            time.sleep(poll)
         raise ServiceFailed(
             spec.name,
             f"not ready after {spec.start_timeout:g}s (last probe: {last_error})",
@@ -291,13 +248,13 @@ class Supervisor:
         if service is None:
             raise KeyError(name)
         now = time.monotonic()
-        if service.state == State.FAILED or service.state == State.BACKOFF:
+        if service.state in (State.FAILED, State.BACKOFF):
             service.recent.clear()
             self._respawn(service, now, RestartReason.REQUESTED)
             message = f"{name}: starting again (requested)"
         else:
             assert service.running is not None
-            _signal_group(service.running.process, signal.SIGTERM)
+            signal_group(service.running.process.pid, signal.SIGTERM)
             service.state = State.STOPPING
             service.next_start = now + STOP_GRACE
             message = f"{name}: restarting (requested)"
@@ -336,7 +293,7 @@ class Supervisor:
                 self._crashed(service, now, f"exited {when} ({_exit_description(code)})")
                 return
             if service.state == State.STARTING:
-                ready, service.last_probe = probe_ready(self._client(), service.spec)
+                ready, service.last_probe = probe_ready(service.spec)
                 if ready:
                     service.state = State.READY
                     service.ready_at = time.time()
@@ -373,7 +330,7 @@ class Supervisor:
         if not policy.on_failure:
             service.state = State.FAILED
             service.reason = f"{what}; its restart policy is never"
-        elif len(service.recent) >= policy.max_restarts:
+        elif policy.gives_up(len(service.recent)):
             service.state = State.FAILED
             service.reason = (
                 f"{what}; gave up after {len(service.recent)} restarts within"
@@ -416,44 +373,31 @@ class Supervisor:
         service.spawned = now
         service.last_probe = "no answer yet"
 
-    def _client(self) -> httpx.Client:
-        if self._probe_client is None:
-            self._probe_client = _new_probe_client()
-        return self._probe_client
-
     def snapshot(self) -> dict[str, dict[str, object]]:
         return {name: service.snapshot() for name, service in self.services.items()}
 
     def stop_all(self, grace: float = 10.0) -> None:
         """SIGTERM every process group, wait up to ``grace`` seconds, then SIGKILL."""
-        if self._probe_client is not None:
-            self._probe_client.close()
-            self._probe_client = None
-        for running in reversed(self.running):
-            _signal_group(running.process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for running in reversed(self.running):
-            remaining = max(0.0, deadline - time.monotonic())
-            try:
-                running.process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                self.echo(f"{running.spec.name} did not stop in {grace:g}s; killing it")
+        groups = [_group(running.process, running.spec.name) for running in reversed(self.running)]
+        for group in stop_groups(groups, grace):
+            self.echo(f"{group.name} did not stop in {grace:g}s; killing it")
         for running in self.running:
-            # Kill whatever is left of each group, grandchildren included.
-            _signal_group(running.process, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 running.process.wait(timeout=5)
         self.running.clear()
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
+def _group(process: subprocess.Popen[bytes], name: str) -> Group:
+    return Group(
+        name,
+        send=lambda sig: signal_group(process.pid, sig),
+        alive=lambda: process.poll() is None,
+    )
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL what is left of a child's process group and reap the child."""
-    _signal_group(process, signal.SIGKILL)
+    signal_group(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
 
@@ -462,18 +406,7 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 STOP_GRACE = 10.0
 
 
-def _new_probe_client() -> httpx.Client:
-    # trust_env=False: an HTTP(S)_PROXY set for the user's browser must not
-    # route probes of our own loopback services through that proxy.
-    return httpx.Client(timeout=1.0, trust_env=False)
-
-
-def probe_ready(client: httpx.Client, spec: ServiceSpec) -> tuple[bool, str]:
-    """One readiness probe: (ready, what the last probe saw)."""
-    try:
-        response = client.get(spec.url + spec.ready_path)
-    except httpx.HTTPError as exc:
-        return False, type(exc).__name__
-    if response.status_code == 200:
-        return True, "ready"
-    return False, f"{spec.ready_path} answered {response.status_code}: {response.text[:200]}"
+def probe_ready(spec: ServiceSpec) -> tuple[bool, str]:
+    """One readiness probe, as at start and after every restart: (ready, what it saw)."""
+    problem = http_probe(spec.host, spec.port, spec.ready_path)
+    return problem is None, problem or "ready"

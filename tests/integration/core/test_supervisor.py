@@ -23,9 +23,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from ai_suite_procs.groups import _LIBC, _prepare_child
 
 from services.core.supervisor import (
-    _LIBC,
     NEVER_RESTART,
     RestartPolicy,
     RestartReason,
@@ -33,7 +33,6 @@ from services.core.supervisor import (
     ServiceSpec,
     State,
     Supervisor,
-    _die_with_parent,
     port_in_use,
 )
 from tests.support.live import free_port
@@ -265,7 +264,7 @@ def test_children_die_when_the_supervisor_is_killed(tmp_path: Path) -> None:
 
 
 def _forked_exit_code(expected_parent: int) -> int:
-    """Run ``_die_with_parent`` in a fork of this process; exit with the armed signal."""
+    """Run ``_prepare_child`` in a fork of this process; exit with the armed signal."""
     with warnings.catch_warnings():
         # Python 3.12+ warns about fork() with threads; the child only calls prctl.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -273,7 +272,7 @@ def _forked_exit_code(expected_parent: int) -> int:
     if pid == 0:  # pragma: no cover - the child
         code = 100
         try:
-            _die_with_parent(expected_parent)
+            _prepare_child(expected_parent, die_with_parent=True, umask=None)
             armed = ctypes.c_int()
             _LIBC.prctl(2, ctypes.byref(armed))  # PR_GET_PDEATHSIG
             code = armed.value
