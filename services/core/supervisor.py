@@ -1,4 +1,8 @@
-"""Child-process supervision for ``ai-suite up`` (and, later, the local stack backend).
+"""Child-process supervision for ``ai-suite up`` (and Prometheus/Alertmanager with it).
+
+The mechanism (spawn in a process group, die-with-parent, probes, group stop, restart
+policy) is ``ai_suite_procs`` (procs/), which the stack plugin's local backend uses too;
+this module adds the platform's side: private logs, port checks, restarts, state.
 
 Guarantees: every child runs in its own process group and receives SIGKILL if
 the supervisor dies (Linux ``PR_SET_PDEATHSIG``), so even ``kill -9`` of the
