@@ -159,7 +159,7 @@ lint: install actionlint ## ruff, black --check, bandit, import-linter (layers p
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/black --check --quiet .
-	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src procs/src examples/adopter/src --severity-level medium
 
 # pip-audit looks every locked package up (uv.lock with the dev group; the workspace's own
 # packages are not on PyPI) in PyPI's JSON API. --strict: a package it could not look up
@@ -169,7 +169,7 @@ lint: install actionlint ## ruff, black --check, bandit, import-linter (layers p
 PYPI_JSON_PROBE := https://pypi.org/pypi/pip/24.0/json
 
 security: install ## bandit, and pip-audit of uv.lock where PyPI's JSON API answers
-	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src examples/adopter/src --severity-level medium
+	$(VENV)/bin/bandit -q -c pyproject.toml -r services pytest_plugins/src procs/src examples/adopter/src --severity-level medium
 	@if $(VENV)/bin/python -c "import json, sys, urllib.request; json.load(urllib.request.urlopen(sys.argv[1], timeout=15))['vulnerabilities']" $(PYPI_JSON_PROBE) 2>/dev/null; then \
 		$(PYTHON) -m uv export --frozen --no-hashes --no-emit-workspace --format requirements-txt --quiet \
 			| $(VENV)/bin/pip-audit --strict --disable-pip --no-deps --progress-spinner off -r /dev/stdin; \

@@ -154,7 +154,7 @@ if command -v uv >/dev/null; then UV=(uv)
 elif "$PYTHON" -m uv --version >/dev/null 2>&1; then UV=("$PYTHON" -m uv)
 else die "uv is needed for \`uv export\` (\`make install\` installs it)"; fi
 mkdir -p "$WHEELS"
-(cd "$ROOT" && "${UV[@]}" export --frozen --no-dev --no-hashes --no-emit-project \
+(cd "$ROOT" && "${UV[@]}" export --frozen --no-dev --no-hashes --no-emit-workspace \
     --format requirements-txt --quiet -o "$CONTEXT/requirements.txt") \
     || die "uv export failed: is uv.lock in sync with pyproject.toml?"
 # Skipped when the locked requirements did not change since the last successful build.
@@ -178,8 +178,11 @@ if [ -n "${EXTRA_WHEEL_PLATFORMS:-}" ]; then
         --find-links "$WHEELS" -d "$WHEELS" -r "$CONTEXT/requirements.txt" \
         || die "pip download of the wheels for $EXTRA_WHEEL_PLATFORMS failed"
 fi
-rm -f "$WHEELS"/local_ai_suite-*.whl
+rm -f "$WHEELS"/local_ai_suite-*.whl "$WHEELS"/ai_suite_procs-*.whl
 (cd "$ROOT" && "${UV[@]}" build --wheel --quiet --out-dir "$WHEELS") || die "building the project wheel failed"
+# The process core (procs/, a workspace member the project depends on) is built here too.
+(cd "$ROOT" && "${UV[@]}" build --wheel --quiet --out-dir "$WHEELS" procs) \
+    || die "building the process core's wheel (procs/) failed"
 echo "   $(find "$WHEELS" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELS" | cut -f1)"
 done_step
 

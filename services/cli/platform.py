@@ -8,8 +8,20 @@ from __future__ import annotations
 
 import sys
 
+from services.cli.settings import SupervisorSettings
 from services.core.settings import CoreSettings
-from services.core.supervisor import ServiceSpec
+from services.core.supervisor import RestartPolicy, ServiceSpec
+
+
+def restart_policy(settings: SupervisorSettings) -> RestartPolicy:
+    """Every service's restart policy under ``ai-suite up`` (AI_SUITE_RESTART_*)."""
+    return RestartPolicy(
+        on_failure=settings.restart_policy == "on-failure",
+        max_restarts=settings.restart_limit,
+        window=settings.restart_window,
+        backoff_initial=settings.restart_backoff,
+        backoff_max=settings.restart_backoff_max,
+    )
 
 
 def platform_services(settings: CoreSettings) -> list[ServiceSpec]:
@@ -36,6 +48,7 @@ def platform_services(settings: CoreSettings) -> list[ServiceSpec]:
             host=settings.host,
             port=port,
             env=env,
+            restart=restart_policy(SupervisorSettings()),
         )
         for name, module, port in services
     ]

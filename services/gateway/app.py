@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from services.core.health import Check
 from services.core.http import make_async_client
+from services.core.supervision import RestartsCollector, run_dir
 from services.gateway.discovery import ModelDiscovery
 from services.gateway.forward import Target, add_forwarding
 from services.gateway.proxy import NOT_CONFIGURED, PASSTHROUGH_LABEL, InferenceProxy
@@ -133,6 +134,8 @@ def create_app(
         limits=settings.request_limits,
     )
     app = parts.app
+    # The supervisor of `ai-suite up` is not scraped; its restart counts are, through here.
+    parts.registry.register(RestartsCollector(run_dir(settings.data_dir)))
     fairness = Fairness(
         fairness_db,
         SERVICE,

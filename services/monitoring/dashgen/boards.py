@@ -206,6 +206,21 @@ def overview(base_url: str) -> Board:
             Pos(0, 36, 24, 10),
             '{level=~"ERROR|CRITICAL", service=~"$service"}',
         ),
+        series(
+            12,
+            "Restarts by ai-suite up",
+            Pos(0, 46, 24, 8),
+            # Exposed by the gateway for the supervisor of `ai-suite up` (not in containers).
+            # A service that crashes and comes back within ServiceDown's `for` shows only here.
+            Q(
+                f"increase(ai_suite_service_restarts_total{{{svc}}}[$__rate_interval])",
+                "{{service}} {{reason}}",
+            ),
+            unit="short",
+            minimum=0,
+            description="Restarts of each service by the supervisor of `ai-suite up` (crash:"
+            " it exited or never became ready; requested: `ai-suite restart`).",
+        ),
     )
 
 
