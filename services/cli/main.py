@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
+from services.cli.db import db
 from services.cli.mcp import mcp
 from services.cli.platform import monitoring_installed, monitoring_services, platform_services
 from services.cli.rag import rag
@@ -29,10 +30,12 @@ from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
 from services.core.supervisor import ServiceFailed, Supervisor
 from services.security.audit import AuditLog, AuditWriteError
+from services.security.backup import start_scheduled_backups
 from services.security.db import Database
 from services.security.keys import KeyStore, KeyStoreError
-from services.security.migrations import LATEST_VERSION, current_version, migrate
+from services.security.migrations import migrate
 from services.security.policy import ROLES, Role
+from services.security.settings import BackupSettings
 
 
 def _err(message: str) -> None:
@@ -53,32 +56,6 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Local AI Suite: gateway, tools, RAG and monitoring on your own machine."""
-
-
-# --- db ---------------------------------------------------------------------
-
-
-@cli.group()
-def db() -> None:
-    """The security database (users, keys, roles, audit log, approvals)."""
-
-
-@db.command("migrate")
-def db_migrate() -> None:
-    """Apply pending schema migrations and refresh the seed data."""
-    settings = _settings()
-    database = Database(settings.security_db_path)
-    try:
-        before = current_version(database)
-        applied = migrate(database)
-    finally:
-        database.close()
-    for migration in applied:
-        _err(f"applied migration {migration.version}: {migration.name}")
-    _err(
-        f"{settings.security_db_path}: schema version {LATEST_VERSION}"
-        + (" (already up to date)" if not applied and before == LATEST_VERSION else "")
-    )
 
 
 # --- keys -------------------------------------------------------------------
@@ -271,6 +248,7 @@ def up(timeout: float) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     log_dir = settings.data_dir / "logs"
     supervisor = Supervisor(log_dir, echo=_err)
+    backups = start_scheduled_backups(BackupSettings(), echo=_err)
     code = 0
     try:
         _bootstrap_admin(settings)
@@ -323,6 +301,8 @@ def up(timeout: float) -> None:
         _err(f"error: {exc}")
         code = 1
     finally:
+        if backups:
+            backups.stop()
         supervisor.stop_all()
         lock.release()
         _err("all services stopped")
@@ -330,6 +310,7 @@ def up(timeout: float) -> None:
 
 
 cli.add_command(approvals)
+cli.add_command(db)
 cli.add_command(alerts)
 cli.add_command(mcp)
 cli.add_command(rag)
