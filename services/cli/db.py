@@ -10,6 +10,7 @@ platform's own service processes; anything else is listed with its pid to stop.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import click
@@ -200,10 +201,23 @@ def _stop(processes: list[psutil.Process]) -> None:
             process.terminate()
         except psutil.NoSuchProcess:
             continue
-    _, alive = psutil.wait_procs(processes, timeout=STOP_TIMEOUT_SECONDS)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    alive = [p for p in processes if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if _running(p)]
     if alive:
         raise click.ClickException(
             f"still running {STOP_TIMEOUT_SECONDS:.0f} s after SIGTERM: "
             + ", ".join(_describe(p) for p in alive)
             + "; stop them, then run the restore again"
         )
+
+
+def _running(process: psutil.Process) -> bool:
+    """Still running: a process that ended but that its parent has not reaped yet (a
+    zombie) holds no files any more and counts as stopped."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
