@@ -23,6 +23,7 @@ from services.security.backup import (
     BackupError,
     Verified,
     backup,
+    backup_dir,
     default_backup_path,
     restore,
     verify,
@@ -115,7 +116,7 @@ def db_backup(path: Path | None) -> None:
     alone goes to stdout.
     """
     settings = CoreSettings()
-    destination = path or default_backup_path(settings.data_dir)
+    destination = path or default_backup_path(backup_dir(settings.data_dir))
     try:
         verified = backup(settings.security_db_path, destination.absolute())
     except BackupError as exc:

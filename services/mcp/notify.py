@@ -169,10 +169,12 @@ class ApprovalNotifier:
         """Queue the deliveries and return at once (called after the approval commits)."""
         document = payload(approval)
         for channel in self.channels:
-            if self._closed.is_set():
+            try:
+                if self._closed.is_set():
+                    raise RuntimeError("cannot schedule new futures after shutdown")
+                self._pool.submit(self.deliver, channel, approval.id, document)
+            except RuntimeError:  # the pool refuses work once close() began
                 self._failed(channel, approval.id, "the MCP server is shutting down")
-                continue
-            self._pool.submit(self.deliver, channel, approval.id, document)
 
     def deliver(self, channel: Channel, approval_id: str, document: dict[str, Any]) -> bool:
         retrying = Retrying(

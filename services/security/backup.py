@@ -51,12 +51,19 @@ def timestamp(now: datetime | None = None) -> str:
 
 
 def backup_dir(data_dir: Path) -> Path:
+    """Where ``ai-suite db backup`` writes by default; nothing ever deletes these."""
     return Path(data_dir) / "backups"
 
 
-def default_backup_path(data_dir: Path, now: datetime | None = None) -> Path:
-    """``data_dir/backups/security-YYYYmmddTHHMMSS.db``; ``-2``, ``-3``… if taken."""
-    directory = backup_dir(data_dir)
+def scheduled_backup_dir(data_dir: Path) -> Path:
+    """The scheduled backups, pruned to AI_SUITE_BACKUP_KEEP: a directory of their own, so
+    the retention never deletes a backup somebody took by hand (before a deployment)."""
+    return backup_dir(data_dir) / "scheduled"
+
+
+def default_backup_path(directory: Path, now: datetime | None = None) -> Path:
+    """``directory/security-YYYYmmddTHHMMSS.db``; ``-2``, ``-3``… if taken."""
+    directory = Path(directory)
     stem = f"{BACKUP_PREFIX}{timestamp(now)}"
     path = directory / f"{stem}{BACKUP_SUFFIX}"
     number = 2
@@ -271,7 +278,7 @@ class BackupSchedule:
 
     def run_once(self) -> Verified | None:
         try:
-            made = backup(self.database, default_backup_path(self.directory.parent))
+            made = backup(self.database, default_backup_path(self.directory))
             removed = prune(self.directory, self.keep)
         except (BackupError, sqlite3.Error, OSError) as exc:
             self.failures += 1
@@ -298,7 +305,7 @@ def start_scheduled_backups(
         return None
     schedule = BackupSchedule(
         settings.security_db_path,
-        backup_dir(settings.data_dir),
+        scheduled_backup_dir(settings.data_dir),
         interval_seconds=hours * 3600,
         keep=settings.backup_keep,
         echo=echo,

@@ -25,6 +25,7 @@ from services.security.backup import (
     default_backup_path,
     prune,
     restore,
+    scheduled_backup_dir,
     start_scheduled_backups,
     verify,
 )
@@ -97,7 +98,6 @@ def test_backup_without_a_database_says_what_to_run(run: Run, data_dir: Path) ->
 def test_default_paths_never_collide(tmp_path: Path) -> None:
     now = datetime(2026, 12, 1, 16, 0, 0, tzinfo=UTC)
     first = default_backup_path(tmp_path, now)
-    first.parent.mkdir()
     first.touch()
 
     assert first.name == "security-20261201T160000.db"
@@ -210,11 +210,12 @@ def test_prune_keeps_the_newest(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[3:], "notes.txt"])
 
 
-def test_the_schedule_backs_up_and_prunes(migrated_data_dir: Path) -> None:
+def test_the_schedule_backs_up_and_prunes_only_its_own(run: Run, migrated_data_dir: Path) -> None:
+    by_hand = Path(run("db", "backup").stdout.strip())
     lines: list[str] = []
     schedule = BackupSchedule(
         migrated_data_dir / "security.db",
-        migrated_data_dir / "backups",
+        scheduled_backup_dir(migrated_data_dir),
         interval_seconds=3600,
         keep=2,
         echo=lines.append,
@@ -223,8 +224,9 @@ def test_the_schedule_backs_up_and_prunes(migrated_data_dir: Path) -> None:
     for _ in range(3):
         assert schedule.run_once() is not None
 
-    assert len(list((migrated_data_dir / "backups").glob("security-*.db"))) == 2
+    assert len(list(scheduled_backup_dir(migrated_data_dir).glob("security-*.db"))) == 2
     assert "removed 1 old backup(s)" in lines[-1]
+    assert by_hand.is_file()
 
 
 def test_the_schedule_reports_a_failure_and_keeps_going(tmp_path: Path) -> None:
@@ -252,7 +254,7 @@ def test_the_schedule_thread_runs_on_its_interval(migrated_data_dir: Path) -> No
         assert done.wait(30)
     finally:
         schedule.stop()
-    assert list((migrated_data_dir / "backups").glob("security-*.db"))
+    assert list(scheduled_backup_dir(migrated_data_dir).glob("security-*.db"))
 
 
 def test_no_schedule_when_the_interval_is_zero(migrated_data_dir: Path) -> None:
