@@ -113,8 +113,12 @@ def verify(path: Path) -> Verified:
                 ]
             )
             counts = [
-                int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
-                for table in ("users", "api_keys", "audit_log")
+                int(conn.execute(sql).fetchone()[0])
+                for sql in (
+                    "SELECT COUNT(*) FROM users",
+                    "SELECT COUNT(*) FROM api_keys",
+                    "SELECT COUNT(*) FROM audit_log",
+                )
             ]
         finally:
             conn.close()
