@@ -365,7 +365,10 @@ def watch(interval: float, key: str | None, gateway_url: str | None) -> None:
             )
         waiting_said = False
         while True:
-            items = api.request("GET", "/approvals", params={"status": "pending"})["data"]
+            # Newest first, at most the API's 1000: the oldest are shown first from these.
+            items = api.request("GET", "/approvals", params={"status": "pending", "limit": 1000})[
+                "data"
+            ]
             queue = [item for item in reversed(items) if item["id"] not in done]
             if not queue:
                 if not waiting_said:
