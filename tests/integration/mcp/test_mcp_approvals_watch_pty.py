@@ -8,6 +8,7 @@ and the cbreak mode behave as on a user's terminal; the test types keys into it.
 from __future__ import annotations
 
 import os
+import pty
 import re
 import select
 import subprocess
@@ -31,7 +32,7 @@ class Terminal:
     """A process on a pty: ``expect`` text, ``type`` keys; the transcript for failures."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.master, slave = os.openpty()
+        self.master, slave = pty.openpty()
         self.process = subprocess.Popen(
             argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
         )
