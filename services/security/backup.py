@@ -199,28 +199,13 @@ class Restored:
 def restore(backup_file: Path, target: Path, now: datetime | None = None) -> Restored:
     """Replace the database ``target`` with ``backup_file``; the old file is kept as
     ``security.db.replaced-TIMESTAMP``. The services must be stopped (the caller checks).
+
+    The backup is copied next to the target and verified before the target is touched,
+    so a failed copy leaves the database as it was.
     """
     source = verify(backup_file)
     target = Path(target)
     private_dir(target.parent)
-    replaced = None
-    if target.exists():
-        # Fold any WAL into the main file first: the old file is kept whole, and a stale
-        # -wal can never be replayed onto the restored database.
-        conn = connect(target)
-        try:
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            conn.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            conn.close()
-        if busy:
-            raise BackupError(
-                f"{target} is in use (checkpoint blocked); stop every service using it first"
-            )
-        replaced = target.with_name(f"{target.name}.replaced-{timestamp(now)}")
-        os.replace(target, replaced)
-    for suffix in ("-wal", "-shm", "-journal"):
-        Path(f"{target}{suffix}").unlink(missing_ok=True)
     partial = target.with_name(target.name + ".restoring")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE_MODE)
     os.close(fd)
@@ -236,11 +221,33 @@ def restore(backup_file: Path, target: Path, now: datetime | None = None) -> Res
         finally:
             src.close()
         verify(partial)
+        replaced = _set_aside(target, now) if target.exists() else None
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     return Restored(source, target, replaced)
+
+
+def _set_aside(target: Path, now: datetime | None) -> Path:
+    """Rename the current database to ``NAME.replaced-TIMESTAMP``, whole."""
+    # Fold any WAL into the main file first: the old file is kept complete, and a stale
+    # -wal can never be replayed onto the restored database.
+    conn = connect(target)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise BackupError(
+                f"{target} is in use (checkpoint blocked); stop every service using it first"
+            )
+        conn.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        conn.close()
+    replaced = target.with_name(f"{target.name}.replaced-{timestamp(now)}")
+    os.replace(target, replaced)
+    for suffix in ("-wal", "-shm", "-journal"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    return replaced
 
 
 class BackupSchedule:

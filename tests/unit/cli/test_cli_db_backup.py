@@ -136,14 +136,20 @@ def test_verify_refuses_a_schema_from_a_newer_version(migrated_data_dir: Path) -
 
 
 def test_verify_reports_a_damaged_file(migrated_data_dir: Path, tmp_path: Path) -> None:
+    _key(migrated_data_dir / "security.db")
     path = backup(migrated_data_dir / "security.db", tmp_path / "b.db").path
+    conn = sqlite3.connect(path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'api_keys'").fetchone()[0]
+    conn.close()
     data = bytearray(path.read_bytes())
-    page = 4096
-    # Scribble over the second page (a table's b-tree page): the header stays valid.
-    data[page + 8 : page + 400] = b"\xff" * 392
+    start = (root - 1) * page_size
+    # Scribble over the api_keys table's b-tree page; the header and schema stay valid.
+    data[start : start + page_size] = b"\xff" * page_size
     path.write_bytes(bytes(data))
 
-    with pytest.raises(BackupError, match="fails PRAGMA integrity_check"):
+    # integrity_check lists the damage, or SQLite refuses the page outright ("malformed").
+    with pytest.raises(BackupError, match=r"fails PRAGMA integrity_check|malformed"):
         verify(path)
 
 
@@ -267,3 +273,31 @@ def test_no_schedule_when_the_interval_is_zero(migrated_data_dir: Path) -> None:
 def test_restore_module_refuses_a_backup_that_is_missing(tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="no such file"):
         restore(tmp_path / "nope.db", tmp_path / "security.db")
+
+
+def test_restore_onto_a_fresh_data_dir_replaces_nothing(
+    migrated_data_dir: Path, tmp_path: Path
+) -> None:
+    key = _key(migrated_data_dir / "security.db")
+    saved = backup(migrated_data_dir / "security.db", tmp_path / "saved.db").path
+    fresh = tmp_path / "fresh" / "security.db"
+
+    restored = restore(saved, fresh)
+
+    assert restored.replaced is None
+    assert _authenticates(fresh, key)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+
+
+def test_restoring_the_database_onto_itself_keeps_it_whole(
+    run: Run, migrated_data_dir: Path
+) -> None:
+    db_path = migrated_data_dir / "security.db"
+    key = _key(db_path)
+
+    result = run("db", "restore", str(db_path))
+
+    assert result.exit_code == 0, result.stderr
+    assert _authenticates(db_path, key)
+    [replaced] = migrated_data_dir.glob("security.db.replaced-*")
+    assert _authenticates(replaced, key)
