@@ -28,6 +28,15 @@ from tests.support.webhook import webhook_receiver
 SECRET = "hook-secret-0123456789"
 
 
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webhooks honour the proxy variables (a receiver is usually elsewhere); the local
+    receiver here must be reached directly whatever the caller exported."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("all_proxy", raising=False)
+
+
 @contextmanager
 def mcp_server(tmp_path: Path, **overrides: Any) -> Iterator[tuple[str, str, CollectorRegistry]]:
     data_dir = tmp_path / "data"
