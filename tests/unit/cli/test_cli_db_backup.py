@@ -263,7 +263,10 @@ def test_the_schedule_thread_runs_on_its_interval(migrated_data_dir: Path) -> No
     assert list(scheduled_backup_dir(migrated_data_dir).glob("security-*.db"))
 
 
-def test_no_schedule_when_the_interval_is_zero(migrated_data_dir: Path) -> None:
+def test_no_schedule_when_the_interval_is_zero(
+    migrated_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AI_SUITE_BACKUP_INTERVAL_HOURS", raising=False)
     settings = BackupSettings(data_dir=migrated_data_dir)
 
     assert settings.backup_interval_hours == 0
