@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from ai_suite_pytest.metrics import Contract, Metrics
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from prometheus_client import CollectorRegistry
@@ -240,3 +241,38 @@ def test_a_refused_smtp_connection_counts_as_failed(tmp_path: Path) -> None:
         request_approval(url, key)
         wait_for_count(registry, "email", "failed", 1)
     assert deliveries(registry, "email", "sent") == 0
+
+
+def test_the_mcp_exposition_with_notifications_matches_the_contract(
+    tmp_path: Path, smtp_server: tuple[Mailbox, int]
+) -> None:
+    contract = Path(__file__).resolve().parents[2] / "metrics_contract.yaml"
+    _, port = smtp_server
+    manager = Metrics(contract=Contract.load(contract))
+    with (
+        webhook_receiver(status=500) as receiver,
+        mcp_server(
+            tmp_path,
+            approval_webhook_url=receiver.url,
+            approval_smtp_host="127.0.0.1",
+            approval_smtp_port=port,
+            approval_smtp_from="ai-suite@example.org",
+            approval_smtp_to="ops@example.org",
+            approval_smtp_starttls=False,
+        ) as (url, key, registry),
+    ):
+        watch = manager.watch(url, service="mcp")
+        request_approval(url, key)
+        wait_for_count(registry, "email", "sent", 1)
+        wait_for_count(registry, "webhook", "failed", 1)
+        watch.assert_contract()
+        watch.assert_counter_delta(
+            "approval_notifications_total", {"channel": "email", "outcome": "sent"}, delta=1
+        )
+        watch.assert_counter_delta(
+            "approval_notifications_total", {"channel": "webhook", "outcome": "failed"}, delta=1
+        )
+        watch.assert_counter_delta(
+            "approval_notifications_total", {"channel": "webhook", "outcome": "sent"}, delta=0
+        )
+    assert manager.close() == []
