@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-from filelock import FileLock, Timeout
+from filelock import Timeout
 from prometheus_client import CollectorRegistry
 
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
 from services.cli.audit import audit
+from services.cli.db import db, up_lock
 from services.cli.logs import logs
 from services.cli.mcp import mcp
 from services.cli.output import table as _table
@@ -39,10 +40,12 @@ from services.core.settings import CoreSettings
 from services.core.supervision import ANSWERS_KEPT, clear_status, take_requests, write_status
 from services.core.supervisor import ServiceFailed, State, Supervisor
 from services.security.audit import AuditLog, AuditWriteError
+from services.security.backup import start_scheduled_backups
 from services.security.db import Database
 from services.security.keys import KeyStore, KeyStoreError
-from services.security.migrations import LATEST_VERSION, current_version, migrate
+from services.security.migrations import migrate
 from services.security.policy import ROLES, Role
+from services.security.settings import BackupSettings
 
 
 def _err(message: str) -> None:
@@ -56,32 +59,6 @@ def _settings() -> CoreSettings:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Local AI Suite: gateway, tools, RAG and monitoring on your own machine."""
-
-
-# --- db ---------------------------------------------------------------------
-
-
-@cli.group()
-def db() -> None:
-    """The security database (users, keys, roles, audit log, approvals)."""
-
-
-@db.command("migrate")
-def db_migrate() -> None:
-    """Apply pending schema migrations and refresh the seed data."""
-    settings = _settings()
-    database = Database(settings.security_db_path)
-    try:
-        before = current_version(database)
-        applied = migrate(database)
-    finally:
-        database.close()
-    for migration in applied:
-        _err(f"applied migration {migration.version}: {migration.name}")
-    _err(
-        f"{settings.security_db_path}: schema version {LATEST_VERSION}"
-        + (" (already up to date)" if not applied and before == LATEST_VERSION else "")
-    )
 
 
 # --- keys -------------------------------------------------------------------
@@ -209,7 +186,7 @@ def up(timeout: float) -> None:
     settings = _settings()
     private_dir(settings.data_dir)  # 0700: key hashes, audit log, logs (docs/security.md)
     run_dir = private_dir(settings.data_dir / "run")
-    lock = FileLock(str(run_dir / "up.lock"))
+    lock = up_lock(settings.data_dir)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -235,6 +212,7 @@ def up(timeout: float) -> None:
     supervisor = Supervisor(log_dir, echo=_err, on_change=publish)
     for _stale in take_requests(run_dir):
         pass  # left by a run that died before answering; its requester gave up long ago
+    backups = start_scheduled_backups(BackupSettings(), echo=_err)
     code = 0
     try:
         _bootstrap_admin(settings)
@@ -279,6 +257,8 @@ def up(timeout: float) -> None:
         _err(f"error: {exc}")
         code = 1
     finally:
+        if backups:
+            backups.stop()
         supervisor.stop_all()
         clear_status(run_dir)
         lock.release()
@@ -305,6 +285,7 @@ def _supervise(supervisor: Supervisor, run_dir: Path, answers: dict[str, str]) -
 
 
 cli.add_command(approvals)
+cli.add_command(db)
 cli.add_command(alerts)
 cli.add_command(mcp)
 cli.add_command(rag)
