@@ -225,7 +225,10 @@ class ToolPipeline:
                 "not_found",
                 CallError(404, "tool_not_found", f"no tool {name!r}; GET /v1/tools lists them"),
             )
-        decision = await asyncio.to_thread(self.access.check, principal, tool_permission(name))
+        permission = tool_permission(name)
+        decision = self.access.cached_check(principal, permission)  # on the loop when cached
+        if decision is None:
+            decision = await asyncio.to_thread(self.access.check, principal, permission)
         if not decision.allowed:
             await call.refuse(
                 "denied",
