@@ -64,10 +64,10 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
-async def _stored(request: Request, write: Callable[[AuditLog], Any]) -> None:
+async def _stored(request: Request, write: Callable[[AuditLog], Awaitable[Any]]) -> None:
     log: AuditLog = request.app.state.audit
     try:
-        await run_in_threadpool(write, log)
+        await write(log)
     except AuditWriteError as exc:
         raise ApiError(
             503,
@@ -77,8 +77,11 @@ async def _stored(request: Request, write: Callable[[AuditLog], Any]) -> None:
 
 
 async def audit(request: Request, entry: AuditEntry) -> None:
-    """Write an audit entry; if it cannot be stored the request fails with 503."""
-    await _stored(request, lambda log: log.write(entry))
+    """Write an audit entry; if it cannot be stored the request fails with 503.
+
+    The row is committed by the process's audit writer (group commit) before this
+    returns; the event loop is free while it waits."""
+    await _stored(request, lambda log: log.awrite(entry))
 
 
 @asynccontextmanager
@@ -96,16 +99,11 @@ async def audited_work(request: Request, entry: AuditEntry) -> AsyncIterator[Aud
     outcome = replace(entry, call_id="call_" + uuid.uuid4().hex, details=dict(entry.details))
     intent = replace(outcome, outcome=STARTED, status=None, duration_ms=None)
 
-    def begin(log: AuditLog) -> None:
-        with log.transaction() as tx:
-            tx.begin_call(intent, log.owner)
+    async def begin(log: AuditLog) -> None:
+        await log.acommit(lambda tx: tx.begin_call(intent, log.owner))
 
-    def end(final: AuditEntry) -> Callable[[AuditLog], None]:
-        def write(log: AuditLog) -> None:
-            with log.transaction() as tx:
-                tx.end_call(final)
-
-        return write
+    def end(final: AuditEntry) -> Callable[[AuditLog], Awaitable[Any]]:
+        return lambda log: log.acommit(lambda tx: tx.end_call(final))
 
     await _stored(request, begin)
     started = time.perf_counter()

@@ -238,4 +238,3 @@ def test_watch_reads_never_wait_when_asked_not_to(plain: Database) -> None:
     assert plain.data_version(wait=False) == version
     with plain._watch_lock, pytest.raises(WouldBlock, match="in use"):
         plain.data_version(wait=False)
-
