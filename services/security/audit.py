@@ -228,21 +228,52 @@ class AuditTransaction:
 
 @dataclass(eq=False)
 class _Job:
-    """One caller's work in a group commit, and the future its caller waits on."""
+    """One caller's work in a group commit, and how its caller is answered: a thread
+    waits on ``future``; a coroutine awaits ``waiter`` on its event ``loop``."""
 
     fn: Callable[[AuditTransaction], Any]
     context: contextvars.Context  # the caller's: its request id goes into the row
-    future: Future = field(default_factory=Future)
+    future: Future | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future | None = None
     result: Any = None
     error: BaseException | None = None
     rows: int = 0
 
 
+def _settle(jobs: list[_Job]) -> None:
+    """On the callers' event loop: answer every waiting coroutine of a batch."""
+    for job in jobs:
+        assert job.waiter is not None  # nosec B101 - async jobs always have one
+        if job.waiter.cancelled():  # the caller went away; its row is committed anyway
+            continue
+        if job.error is not None:
+            job.waiter.set_exception(job.error)
+        else:
+            job.waiter.set_result(job.result)
+
+
+class _RetryWithout(Exception):
+    """Job ``index`` failed where it ran without a savepoint: the batch runs again
+    without it (its error stands), and with a savepoint for each job after it."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
 class _GroupWriter:
-    """The one writer thread of an ``AuditLog``: group commit with a future per caller.
+    """The one writer thread of an ``AuditLog``: group commit, each caller answered alone.
 
     The pending list is unbounded on purpose: every job in it has a caller waiting for
     it, so its length is bounded by the number of callers, and nothing is ever dropped.
+
+    The writer runs Python on a second thread next to the event loop: every SQLite call
+    releases the GIL, and getting it back can take the interpreter's switch interval
+    while the loop is busy. So a batch makes as few calls as it can: the jobs run
+    without savepoints, and only if one of them fails is the batch rolled back and run
+    again with a savepoint per job (so the failed job's changes roll back alone); the
+    coroutines of a batch are woken with one call per event loop.
     """
 
     def __init__(self, audit: AuditLog) -> None:
@@ -251,11 +282,17 @@ class _GroupWriter:
         self._pending: list[_Job] = []
         self._thread: threading.Thread | None = None
 
-    def submit(self, fn: Callable[[AuditTransaction], Any]) -> Future:
+    def submit(
+        self, fn: Callable[[AuditTransaction], Any], loop: asyncio.AbstractEventLoop | None = None
+    ) -> _Job:
         if threading.current_thread() is self._thread:
             # A job waiting for a later batch would wait for itself forever.
             raise RuntimeError("an audit job cannot wait for another audit write")
         job = _Job(fn, contextvars.copy_context())
+        if loop is None:
+            job.future = Future()
+        else:
+            job.loop, job.waiter = loop, loop.create_future()
         with self._cond:
             self._pending.append(job)
             if self._thread is None:
@@ -263,7 +300,7 @@ class _GroupWriter:
                 self._thread.start()
             else:
                 self._cond.notify()
-        return job.future
+        return job
 
     def _run(self) -> None:
         while True:
@@ -281,7 +318,14 @@ class _GroupWriter:
         audit = self.audit
         try:
             with audit.lock:
-                self._run_batch(audit.db.connection(), batch)
+                conn = audit.db.connection()
+                failed: set[int] = set()
+                while True:
+                    try:
+                        self._run_batch(conn, batch, failed)
+                        break
+                    except _RetryWithout as retry:
+                        failed.add(retry.index)
         except sqlite3.Error as exc:
             # BEGIN or COMMIT failed (read-only, disk full, locked beyond the busy
             # timeout), or SQLite rolled the whole transaction back under a job: no row
@@ -304,30 +348,52 @@ class _GroupWriter:
                 job.error = job.error or exc
         else:
             audit.writes.inc(sum(job.rows for job in batch if job.error is None))
+        self._answer(batch)
+
+    @staticmethod
+    def _answer(batch: list[_Job]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         for job in batch:
-            if job.error is not None:
+            if job.loop is not None:
+                by_loop.setdefault(job.loop, []).append(job)
+            elif job.error is not None:
+                assert job.future is not None  # nosec B101 - a thread's job has one
                 job.future.set_exception(job.error)
             else:
+                assert job.future is not None  # nosec B101
                 job.future.set_result(job.result)
+        for loop, jobs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, jobs)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                continue
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job], failed: set[int]) -> None:
+        first_failed = min(failed, default=len(batch))
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for job in batch:
+            for index, job in enumerate(batch):
+                if index in failed:
+                    continue  # its error stands; it does not run (or count) twice
+                savepoint = index > first_failed
                 tx = AuditTransaction(self.audit, conn)
-                conn.execute("SAVEPOINT audit_job")
+                if savepoint:
+                    conn.execute("SAVEPOINT audit_job")
                 try:
-                    job.result = job.context.run(job.fn, tx)
+                    job.result, job.error = job.context.run(job.fn, tx), None
                 except Exception as exc:
                     job.error = exc
                     if not conn.in_transaction:
                         # SQLite rolled back everything (a full disk, an I/O error):
                         # the rows of the jobs before this one are gone too.
                         raise sqlite3.OperationalError(f"transaction rolled back: {exc}") from exc
+                    if not savepoint:
+                        raise _RetryWithout(index) from exc
                     conn.execute("ROLLBACK TO audit_job")
                 else:
                     job.rows = tx.rows
-                conn.execute("RELEASE audit_job")
+                if savepoint:
+                    conn.execute("RELEASE audit_job")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -403,38 +469,23 @@ class AuditLog:
     def commit(self, fn: Callable[[AuditTransaction], T]) -> T:
         """Run ``fn(tx)`` in the writer's next group commit; its result once committed.
 
-        ``fn`` runs on the writer thread in a savepoint of its own: it writes audit rows
-        (``tx.write``, ``tx.begin_call``, ``tx.end_call``) and small changes that go with
-        them, quickly, and must not wait for another audit write. If it raises, its
-        changes roll back alone and the exception is raised here; if the commit fails,
-        every caller of the batch gets ``AuditWriteError``.
+        ``fn`` runs on the writer thread: it writes audit rows (``tx.write``,
+        ``tx.begin_call``, ``tx.end_call``) and small changes that go with them, quickly,
+        and must not wait for another audit write; it may run twice (a batch in which
+        another job failed runs again), so it changes nothing outside the database. If
+        it raises, its changes roll back alone and the exception is raised here; if the
+        commit fails, every caller of the batch gets ``AuditWriteError``.
         """
-        return self._writer.submit(fn).result()
+        job = self._writer.submit(fn)
+        assert job.future is not None  # nosec B101 - a thread's job has one
+        return job.future.result()
 
     async def acommit(self, fn: Callable[[AuditTransaction], T]) -> T:
         """``commit`` for the event loop. Cancelling the caller does not cancel the write:
         once submitted, the row is committed (or fails) as if the caller still waited."""
-        future = self._writer.submit(fn)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[T] = loop.create_future()
-
-        def settle(done: Future) -> None:
-            if waiter.cancelled():
-                return
-            error = done.exception()
-            if error is not None:
-                waiter.set_exception(error)
-            else:
-                waiter.set_result(done.result())
-
-        def handover(done: Future) -> None:
-            try:
-                loop.call_soon_threadsafe(settle, done)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                return
-
-        future.add_done_callback(handover)
-        return await waiter
+        job = self._writer.submit(fn, asyncio.get_running_loop())
+        assert job.waiter is not None  # nosec B101 - an async job has one
+        return await job.waiter  # type: ignore[no-any-return]
 
     def recover_interrupted(self, current: ProcessOwner | None = None) -> list[dict[str, Any]]:
         """Close every open call whose process is gone with an ``interrupted`` row.

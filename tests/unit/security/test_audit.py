@@ -7,6 +7,8 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -241,32 +243,45 @@ async def test_async_writers_each_get_their_own_committed_row(
     assert registry.get_sample_value("audit_writes_total") == 64.0
 
 
+def submit(audit: AuditLog, fn: Callable[[AuditTransaction], int]) -> Future:
+    """A job for the writer, answered through a future (as a thread's caller is)."""
+    future = audit._writer.submit(fn).future
+    assert future is not None
+    return future
+
+
 def wait_until_taken(audit: AuditLog) -> None:
     """Until the writer has taken every pending job (it then waits for the lock we hold)."""
     while audit._writer._pending:
         threading.Event().wait(0.005)
 
 
-def test_a_refused_job_rolls_back_alone(audit: AuditLog, db: Database) -> None:
+def test_a_refused_job_rolls_back_alone(
+    audit: AuditLog, db: Database, registry: CollectorRegistry
+) -> None:
     def refused(tx: AuditTransaction) -> int:
         tx.write(AuditEntry("half", "ok"))
         raise ValueError("the caller's check failed")
 
     with audit.lock:  # the writer waits: the next jobs pile up into one batch
-        first = audit._writer.submit(lambda tx: tx.write(AuditEntry("first", "ok")))
+        first = submit(audit, lambda tx: tx.write(AuditEntry("first", "ok")))
         wait_until_taken(audit)
         jobs = [
-            audit._writer.submit(lambda tx: tx.write(AuditEntry("before", "ok"))),
-            audit._writer.submit(refused),
-            audit._writer.submit(lambda tx: tx.write(AuditEntry("after", "ok"))),
+            submit(audit, lambda tx: tx.write(AuditEntry("before", "ok"))),
+            submit(audit, refused),  # the batch runs again without it...
+            submit(audit, lambda tx: tx.write(AuditEntry("after", "ok"))),
+            submit(audit, refused),  # ...and the jobs after it in savepoints
+            submit(audit, lambda tx: tx.write(AuditEntry("last", "ok"))),
         ]
     assert first.result(30)
-    assert jobs[0].result(30)
-    assert jobs[2].result(30)
-    with pytest.raises(ValueError, match="check failed"):
-        jobs[1].result(30)
+    for index in (0, 2, 4):
+        assert jobs[index].result(30)
+    for index in (1, 3):
+        with pytest.raises(ValueError, match="check failed"):
+            jobs[index].result(30)
     actions = [r["action"] for r in db.query("SELECT action FROM audit_log ORDER BY id")]
-    assert actions == ["first", "before", "after"]
+    assert actions == ["first", "before", "after", "last"]
+    assert registry.get_sample_value("audit_writes_total") == 4.0
 
 
 def test_a_failed_commit_fails_every_caller_of_its_batch(
@@ -283,10 +298,10 @@ def test_a_failed_commit_fails_every_caller_of_its_batch(
             " BEGIN INSERT INTO guard VALUES (42); END"
         )
     with audit.lock:
-        first = audit._writer.submit(lambda tx: tx.write(AuditEntry("first", "ok")))
+        first = submit(audit, lambda tx: tx.write(AuditEntry("first", "ok")))
         wait_until_taken(audit)
         batch = [
-            audit._writer.submit(lambda tx, a=action: tx.write(AuditEntry(a, "ok")))
+            submit(audit, lambda tx, a=action: tx.write(AuditEntry(a, "ok")))
             for action in ("before", "poison", "after")
         ]
     assert first.result(30)
@@ -303,7 +318,7 @@ def test_a_failed_commit_fails_every_caller_of_its_batch(
 def test_transaction_and_the_writer_take_turns(audit: AuditLog, db: Database) -> None:
     with audit.transaction() as tx:
         tx.write(AuditEntry("in transaction", "ok"))
-        pending = audit._writer.submit(lambda t: t.write(AuditEntry("group", "ok")))
+        pending = submit(audit, lambda t: t.write(AuditEntry("group", "ok")))
     assert pending.result(30)
     assert audit.count() == 2
 
