@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from prometheus_client import CollectorRegistry, Counter
 from starlette.concurrency import run_in_threadpool
@@ -54,14 +54,20 @@ async def authenticate(request: Request) -> Principal:
         if principal is None:
             principal = await run_in_threadpool(access.authenticate, token)
     except AuthError as exc:
-        request.app.state.auth_metrics.failures.labels(_reason_label(exc.reason)).inc()
-        raise ApiError(
-            401, exc.reason, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
-        ) from None
+        raise _unauthorized(request, exc) from None
+    _signed_in(request, principal)
+    return principal
+
+
+def _unauthorized(request: Request, exc: AuthError) -> ApiError:
+    request.app.state.auth_metrics.failures.labels(_reason_label(exc.reason)).inc()
+    return ApiError(401, exc.reason, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _signed_in(request: Request, principal: Principal) -> None:
     request.state.user = principal.user
     request.state.principal = principal
     user_var.set(principal.user)
-    return principal
 
 
 async def _stored(request: Request, write: Callable[[AuditLog], Awaitable[Any]]) -> None:
@@ -131,31 +137,51 @@ async def authorize(request: Request, principal: Principal, permission: str) -> 
     if decision is None:
         decision = await run_in_threadpool(access.check, principal, permission)
     if not decision.allowed:
-        await audit(
-            request,
-            AuditEntry(
-                action=permission,
-                outcome="denied",
-                user=principal.user,
-                user_id=principal.user_id,
-                status=403,
-                details={"role": principal.role},
-            ),
-        )
-        raise ApiError(
-            403,
-            f"role {principal.role!r} does not have permission {permission!r}",
-            code="permission_denied",
-        )
+        await _refuse(request, principal, permission)
     return decision
 
 
+async def _refuse(request: Request, principal: Principal, permission: str) -> NoReturn:
+    await audit(
+        request,
+        AuditEntry(
+            action=permission,
+            outcome="denied",
+            user=principal.user,
+            user_id=principal.user_id,
+            status=403,
+            details={"role": principal.role},
+        ),
+    )
+    raise ApiError(
+        403,
+        f"role {principal.role!r} does not have permission {permission!r}",
+        code="permission_denied",
+    )
+
+
 def requires(permission: str) -> Callable[[Request], Awaitable[Principal]]:
-    """Dependency: the caller's principal, after checking ``permission``."""
+    """Dependency: the caller's principal, after checking ``permission``.
+
+    A key and grants already cached are checked on the event loop in one step (one look
+    at ``data_version``); anything else goes through ``authenticate``/``authorize``.
+    """
 
     async def dependency(request: Request) -> Principal:
-        principal = await authenticate(request)
-        await authorize(request, principal, permission)
+        access: AccessControl = request.app.state.access
+        token = parse_bearer(request.headers.get("authorization"))
+        try:
+            cached = access.cached_authorize(token, permission)
+        except AuthError as exc:
+            raise _unauthorized(request, exc) from None
+        if cached is None:
+            principal = await authenticate(request)
+            await authorize(request, principal, permission)
+            return principal
+        principal, decision = cached
+        _signed_in(request, principal)
+        if not decision.allowed:
+            await _refuse(request, principal, permission)
         return principal
 
     dependency.__name__ = f"requires_{permission.replace(':', '_')}"

@@ -141,6 +141,27 @@ class AccessControl:
             self._lock.release()
         return self._verdict(row)
 
+    def cached_authorize(
+        self, token: str | None, permission: str
+    ) -> tuple[Principal, Decision] | None:
+        """``cached_authenticate`` and ``cached_check`` with one look at ``data_version``
+        (a request's key and its permission, answered together on the event loop)."""
+        digest = self._digest(token)
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            self._fresh(wait=False)
+            grants = self._grants
+            if grants is None or digest not in self._keys:
+                return None
+            row = self._keys[digest]
+        except WouldBlock:
+            return None
+        finally:
+            self._lock.release()
+        principal = self._verdict(row)
+        return principal, self._decide(grants, principal, permission)
+
     @staticmethod
     def _verdict(row: _KeyRow | None) -> Principal:
         # Expiry is compared with the clock on every request, cached row or not.

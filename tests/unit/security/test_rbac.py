@@ -336,3 +336,20 @@ def test_cached_path_refuses_bad_tokens_without_a_thread(access: AccessControl) 
         access.cached_authenticate(None)
     with pytest.raises(AuthError, match="invalid API key format"):
         access.cached_authenticate("ais_short")
+
+
+def test_cached_authorize_answers_both_at_once_and_sees_revocation(
+    access: AccessControl, other_db: Database, dev_key: CreatedKey, registry: CollectorRegistry
+) -> None:
+    assert access.cached_authorize(dev_key.key, "chat:create") is None  # nothing cached yet
+    principal = access.authenticate(dev_key.key)
+    access.check(principal, "chat:create")
+    assert access.cached_authorize(dev_key.key, "tool:write_file") == (
+        principal,
+        Decision(True, True),
+    )
+    assert access.cached_authorize(dev_key.key, "keys:manage") == (principal, Decision(False))
+    denied = registry.get_sample_value(CHECKS, {"result": "denied", "role": "developer"})
+    assert denied == 1.0  # counted like check()
+    KeyStore(other_db).revoke(dev_key.prefix)
+    assert access.cached_authorize(dev_key.key, "chat:create") is None
