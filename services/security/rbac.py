@@ -25,6 +25,10 @@ from services.security.db import Database, WouldBlock
 from services.security.keys import hash_key, looks_like_key
 from services.security.policy import ROLES
 
+_FRESHNESS = (
+    "SELECT data_version, (SELECT token FROM security_version WHERE id = 1)"
+    " FROM pragma_data_version"
+)
 _BEARER = re.compile(r"^\s*[Bb][Ee][Aa][Rr][Ee][Rr] +([^\s]+)\s*$")
 
 
@@ -86,17 +90,13 @@ class AccessControl:
         self._grants: dict[str, dict[str, bool]] | None = None
 
     def _fresh(self, *, wait: bool = True) -> None:
-        # data_version moves on any commit (audit writes included); only then is
-        # the security_version token read, and only a new token empties the caches.
-        # The version is recorded before the token is read: a change committed in
-        # between moves data_version again, so the next call reads the token again.
-        version = self.db.data_version(wait=wait)
+        # data_version moves on any commit (audit writes included); only a new
+        # security_version token empties the caches. Both come from one statement, so
+        # from one snapshot, and one SQLite call: on the event loop each call gives up
+        # the GIL to the process's other threads, and getting it back is what costs.
+        version, token = self.db.watch_query_one(_FRESHNESS, wait=wait)
         if version == self._version:
             return
-        row = self.db.watch_query_one(
-            "SELECT (SELECT token FROM security_version WHERE id = 1)", wait=wait
-        )
-        token = row[0]
         self._version = version
         if token is None or token != self._token:
             self._keys = {}
