@@ -29,6 +29,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -262,6 +263,17 @@ class _RetryWithout(Exception):
         self.index = index
 
 
+_WRITERS: weakref.WeakSet[_GroupWriter] = weakref.WeakSet()
+
+
+def _reset_writers_after_fork() -> None:
+    for writer in list(_WRITERS):
+        writer._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_writers_after_fork)
+
+
 class _GroupWriter:
     """The one writer thread of an ``AuditLog``: group commit, each caller answered alone.
 
@@ -281,6 +293,14 @@ class _GroupWriter:
         self._cond = threading.Condition()
         self._pending: list[_Job] = []
         self._thread: threading.Thread | None = None
+        _WRITERS.add(self)
+
+    def _after_fork(self) -> None:
+        # A forked child has none of the parent's threads: its first write starts its own
+        # writer (the parent's jobs are the parent's to answer).
+        self._cond = threading.Condition()
+        self._pending = []
+        self._thread = None
 
     def submit(
         self, fn: Callable[[AuditTransaction], Any], loop: asyncio.AbstractEventLoop | None = None
