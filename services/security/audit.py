@@ -5,7 +5,7 @@ committed, and a row that cannot be committed fails its caller with
 ``AuditWriteError``. There is no dropping queue (the predecessor dropped entries when
 its queue filled). What there is, is group commit (issue 16): one writer thread per
 ``AuditLog`` takes every row waiting at that moment and commits them in one
-transaction, each in a savepoint of its own (a refused row rolls back alone), then
+transaction (a refused row rolls back alone: the batch runs again without it), then
 answers each caller through its own future. Threads no longer race for SQLite's write
 lock (its busy handler sleeps for milliseconds), and one commit serves many requests.
 Async callers (``awrite``, ``acommit``) await the future without blocking the loop;
@@ -284,8 +284,8 @@ class _GroupWriter:
     releases the GIL, and getting it back can take the interpreter's switch interval
     while the loop is busy. So a batch makes as few calls as it can: the jobs run
     without savepoints, and only if one of them fails is the batch rolled back and run
-    again with a savepoint per job (so the failed job's changes roll back alone); the
-    coroutines of a batch are woken with one call per event loop.
+    again without it, each job after it in a savepoint (so a later failure rolls back
+    alone); the coroutines of a batch are woken with one call per event loop.
     """
 
     def __init__(self, audit: AuditLog) -> None:
