@@ -25,10 +25,31 @@ REDACTED = "[REDACTED]"
 # Attributes every LogRecord has; anything else passed via ``extra=`` is emitted.
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _CONTEXT_FIELDS = ("user", "route", "status", "duration_ms")
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
+# Every pattern above needs one of these words (in any case): ``ais_``, ``sk-``,
+# ``bearer``, or ``api``/``authorization`` (the key names). Most log text (routes,
+# methods, request ids, user names) has none, and looking for them is several times
+# cheaper than running the patterns (the access log of a light request redacts five
+# strings).
 
 
 def redact(text: str) -> str:
     """Replace anything that looks like a credential with ``[REDACTED]``."""
+    # Only for ASCII text: with re.IGNORECASE, "ı" (dotless i) matches "i" and "ſ" matches
+    # "s", which str.lower() does not map; any other text goes through the patterns.
+    if text.isascii():
+        lowered = text.lower()
+        if (  # spelled out: a loop over a tuple costs more than the five tests
+            "ais_" not in lowered
+            and "sk-" not in lowered
+            and "bearer" not in lowered
+            and "api" not in lowered
+            and "authorization" not in lowered
+        ):
+            return text
     text = _SECRET_PATTERNS[0].sub(REDACTED, text)
     text = _SECRET_PATTERNS[1].sub(REDACTED, text)
     text = _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
@@ -77,12 +98,13 @@ class JsonFormatter(logging.Formatter):
                 value = context.get(name)
             if value is not None:
                 entry[name] = value
-        for key, value in vars(record).items():
-            if key not in _RESERVED and key not in entry:
-                entry[key] = _redact_value(value)
+        attributes = vars(record)
+        # The set difference runs in C; most records have a handful of extras or none.
+        for key in sorted(attributes.keys() - _RESERVED - entry.keys()):
+            entry[key] = _redact_value(attributes[key])
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _ENCODER.encode(entry)
 
 
 def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None = None) -> None:

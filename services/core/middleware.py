@@ -24,6 +24,9 @@ from services.core.logging import redact
 from services.core.metrics import EXCLUDED_PATHS, UNMATCHED_ROUTE, HttpMetrics
 
 _HEADER = REQUEST_ID_HEADER.lower().encode()
+# Route templates by request line: matching every route costs more than the rest of a
+# light request's bookkeeping. Bounded, since paths come from callers.
+_TEMPLATE_CACHE_SIZE = 4096
 
 
 def request_id_of(raw: bytes | None) -> str:
@@ -52,6 +55,25 @@ class RequestContextMiddleware:
         self.router = router
         self.metrics = metrics
         self.log = logging.getLogger(f"ai_suite.{service}.access")
+        self._templates: dict[tuple[int, str, str, str], str] = {}
+
+    def _route_template(self, scope: Scope) -> str:
+        # The number of routes is part of the key: an app may add routes after this
+        # middleware was built (create_app adds them after build_service_app). No service
+        # routes by Host header, so the method and path decide the match.
+        key = (
+            len(self.router.routes),
+            scope.get("method", ""),
+            scope.get("root_path", ""),
+            scope.get("path", ""),
+        )
+        template = self._templates.get(key)
+        if template is None:
+            template = route_template(self.router, scope)
+            if len(self._templates) >= _TEMPLATE_CACHE_SIZE:
+                self._templates.clear()
+            self._templates[key] = template
+        return template
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +82,7 @@ class RequestContextMiddleware:
 
         raw = dict(scope.get("headers") or []).get(_HEADER)
         request_id = request_id_of(raw)
-        route = route_template(self.router, scope)
+        route = self._route_template(scope)
         tokens = (request_id_var.set(request_id), route_var.set(route), user_var.set(None))
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500

@@ -24,12 +24,10 @@ import asyncio
 import hashlib
 import json
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -53,7 +51,6 @@ from services.security.rbac import AccessControl, Principal
 
 log = logging.getLogger("ai_suite.mcp.pipeline")
 UNKNOWN_TOOL = "<unknown>"
-T = TypeVar("T")
 
 
 class CallError(Exception):
@@ -148,20 +145,6 @@ class ToolPipeline:
         self.fairness = fairness
         self.started = started
         self.owner = audit.owner  # the process named in this pipeline's intent rows
-        self._write_lock = threading.Lock()
-
-    def serialized(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        # One writer at a time from this process: threads racing for SQLite's write lock
-        # fall into its busy-handler sleeps (milliseconds each); a mutex hands over at once.
-        with self._write_lock:
-            return fn(*args, **kwargs)
-
-    def write_audit(self, entry: AuditEntry) -> None:
-        self.serialized(self.audit_log.write, entry)
-
-    def in_audit_transaction(self, fn: Callable[[AuditTransaction], T]) -> T:
-        with self._write_lock, self.audit_log.transaction() as tx:
-            return fn(tx)
 
     def visible_tools(self, principal: Principal) -> list[tuple[ToolSpec, bool]]:
         """The tools ``principal`` may call, with whether each needs approval."""
@@ -225,7 +208,10 @@ class ToolPipeline:
                 "not_found",
                 CallError(404, "tool_not_found", f"no tool {name!r}; GET /v1/tools lists them"),
             )
-        decision = await asyncio.to_thread(self.access.check, principal, tool_permission(name))
+        permission = tool_permission(name)
+        decision = self.access.cached_check(principal, permission)  # on the loop when cached
+        if decision is None:
+            decision = await asyncio.to_thread(self.access.check, principal, permission)
         if not decision.allowed:
             await call.refuse(
                 "denied",
@@ -302,7 +288,7 @@ class _Call:
     async def _audit(self, outcome: str, status: int, code: str | None = None) -> None:
         """The one row of a call that does not run."""
         try:
-            await asyncio.to_thread(self.p.write_audit, self._entry(outcome, status, code))
+            await self.p.audit_log.awrite(self._entry(outcome, status, code))
         except AuditWriteError as exc:
             raise audit_unavailable(exc) from exc
 
@@ -317,7 +303,7 @@ class _Call:
     async def begin(self) -> None:
         """The intent row of a call that needs no approval, before it runs."""
         try:
-            await asyncio.to_thread(self.p.in_audit_transaction, self._write_intent)
+            await self.p.audit_log.acommit(self._write_intent)
         except AuditWriteError as exc:
             raise audit_unavailable(exc) from exc
 
@@ -325,7 +311,7 @@ class _Call:
         """The outcome row, closing the intent row of the same ``call_id``."""
         entry = self._entry(outcome, status, code)
         try:
-            await asyncio.to_thread(self.p.in_audit_transaction, lambda tx: tx.end_call(entry))
+            await self.p.audit_log.acommit(lambda tx: tx.end_call(entry))
         except AuditWriteError as exc:
             raise audit_unavailable(exc) from exc
 
@@ -363,7 +349,6 @@ class _Call:
             # The approval's `executed` transition and the call's intent row commit
             # together: a crash cannot leave a used approval without the call it ran.
             await asyncio.to_thread(
-                self.p.serialized,
                 self.p.approvals.consume,
                 approval_id,
                 self.principal,

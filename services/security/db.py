@@ -5,6 +5,12 @@ writers wait instead of failing, and foreign keys enforced. Each thread gets its
 own connection; one extra read-only "watch" connection reports
 ``PRAGMA data_version`` so caches notice writes made by any connection, in this
 process or another (including a test resetting the file).
+
+The watch connection can also be asked from the event loop (``wait=False``): it then
+answers only if it can without waiting (its lock free, SQLite not busy) and raises
+``WouldBlock`` otherwise, so the caller goes to a thread instead of stalling the loop.
+In WAL mode reading ``data_version`` is a read of the shared-memory index (a few
+microseconds), never a wait for a writer.
 """
 
 from __future__ import annotations
@@ -12,13 +18,41 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from services.core.files import PRIVATE_FILE_MODE, private_dir, private_file, tighten
 
+T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
+_RETRY_SLEEP = 0.005
+
+
+class WouldBlock(Exception):
+    """Answering now would wait (for another thread or for SQLite); ask from a thread."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _retry_busy(fn: Callable[[], T], busy_timeout_ms: int) -> T:
+    """``fn()``, retried while SQLite says busy, for up to ``busy_timeout_ms``.
+
+    For statements SQLite does not call its busy handler for (a journal mode change),
+    and for the watch connection, whose own busy timeout is 0 so that the event loop
+    can ask it without ever waiting.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(_RETRY_SLEEP)
 
 
 def connect(
@@ -59,15 +93,7 @@ def _enable_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     processes opening a new file at once would otherwise fail with "database is
     locked" (seen when two migrations start together on a new file).
     """
-    deadline = time.monotonic() + busy_timeout_ms / 1000
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.005)
+    _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"), busy_timeout_ms)
 
 
 class Database:
@@ -94,6 +120,7 @@ class Database:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._watch: sqlite3.Connection | None = None
+        self._watch_lock = threading.Lock()
         self._closed = False
 
     def connection(self) -> sqlite3.Connection:
@@ -138,19 +165,68 @@ class Database:
     def query_one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
         return self.connection().execute(sql, params).fetchone()
 
-    def data_version(self) -> int:
-        """Changes whenever any other connection commits to the file."""
-        with self._lock:
-            if self._watch is None:
-                if self._closed:
-                    raise RuntimeError(f"database {self.path} is closed")
-                self._watch = connect(
-                    self.path, busy_timeout_ms=self.busy_timeout_ms, synchronous=self.synchronous
+    def data_version(self, *, wait: bool = True) -> int:
+        """Changes whenever any other connection commits to the file.
+
+        ``wait=False`` (the event loop): raises ``WouldBlock`` instead of waiting.
+        """
+        return int(self.watch_query_one("PRAGMA data_version", wait=wait)[0])
+
+    def watch_query_one(self, sql: str, params: tuple = (), *, wait: bool = True) -> sqlite3.Row:
+        """One row of a read on the watch connection (``data_version`` and small reads
+        that go with it). ``wait=False`` raises ``WouldBlock`` rather than wait for its
+        lock, for SQLite, or to open the connection (opening happens in a thread)."""
+        if not self._watch_lock.acquire(blocking=wait):
+            raise WouldBlock("the watch connection is in use")
+        try:
+            watch = self._watch
+            if watch is None:
+                if not wait:
+                    raise WouldBlock("the watch connection is not open yet")
+                watch = self._open_watch()
+            if not wait:
+                try:
+                    row = watch.execute(sql, params).fetchone()
+                except sqlite3.OperationalError as exc:
+                    if _is_busy(exc):
+                        raise WouldBlock(str(exc)) from exc
+                    raise
+            else:
+                row = _retry_busy(
+                    lambda: watch.execute(sql, params).fetchone(), self.busy_timeout_ms
                 )
-            return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+        finally:
+            self._watch_lock.release()
+        if row is None:  # pragma: no cover - callers ask for rows that always exist
+            raise LookupError(f"no row for {sql!r}")
+        return row
+
+    def _open_watch(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"database {self.path} is closed")
+            # Busy timeout 0: the event loop asks this connection and must never sleep in
+            # SQLite's busy handler; waiting callers retry in _retry_busy instead.
+            watch = connect(
+                self.path, busy_timeout_ms=self.busy_timeout_ms, synchronous=self.synchronous
+            )
+            watch.execute("PRAGMA busy_timeout = 0")
+            self._watch = watch
+            return watch
+
+    def close_thread_connection(self) -> None:
+        """Close the calling thread's connection (a thread that is about to end)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
 
     def close(self) -> None:
-        with self._lock:
+        with self._watch_lock, self._lock:
             self._closed = True
             conns = [*self._all, *([self._watch] if self._watch else [])]
             self._all.clear()

@@ -319,7 +319,18 @@ class Fairness:
     # -- async wrappers: SQLite may wait for the write lock, never on the event loop ----
 
     async def admit(self, key: str, *, hold: bool = True) -> Lease | None:
-        return await asyncio.to_thread(self.admit_sync, key, hold=hold)
+        admitted = asyncio.ensure_future(asyncio.to_thread(self.admit_sync, key, hold=hold))
+        try:
+            return await asyncio.shield(admitted)
+        except asyncio.CancelledError:
+            # The caller went away while the thread took a lease (a client disconnecting
+            # at that moment): release it, or it would hold a slot until it expires.
+            try:
+                lease = await admitted
+            except (LimitExceeded, FairnessUnavailable):
+                raise asyncio.CancelledError() from None
+            await self.release(lease)
+            raise
 
     async def release(self, lease: Lease | None) -> None:
         if lease is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -231,6 +232,77 @@ def test_generated_keys_never_reach_the_output(key: str, before: str, after: str
     assert key not in _format("%s", args=(text,))
     assert key not in _format("x", details={"text": text, "list": [text]})
     assert key not in redact(text)
+
+
+# The four patterns as they ran on every string before the fast path (issue 16): the
+# fast path must never change what they redact.
+_REFERENCE_PATTERNS = (
+    re.compile(r"ais_[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]+"),
+    re.compile(r"(?i)(authorization|api[_-]?key|x-api-key)([\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+)
+
+
+def reference_redact(text: str) -> str:
+    text = _REFERENCE_PATTERNS[0].sub(REDACTED, text)
+    text = _REFERENCE_PATTERNS[1].sub(REDACTED, text)
+    text = _REFERENCE_PATTERNS[2].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _REFERENCE_PATTERNS[3].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+# Pieces of the patterns, in odd cases and with the characters re.IGNORECASE matches
+# although str.lower() keeps them apart (dotless i, long s, Kelvin sign, dotted capital I).
+_FRAGMENTS = st.sampled_from(
+    [
+        "ais_",
+        "AIS_",
+        "sk-",
+        "SK-",
+        "bearer ",
+        "BeArEr\t",
+        "Authorization",
+        "authorızation",
+        "AUTHORİZATION",
+        "apı_key",
+        "API-KEY",
+        "x-api-key",
+        "ApiKey",
+        ": ",
+        "=",
+        "'",
+        '"',
+        "abcdefgh12345678",
+        "ſk-",
+        "\u212a",
+        " ",
+        "_",
+        "-",
+        ",",
+        "}",
+        "é",
+    ]
+)
+
+
+@given(st.lists(st.one_of(_FRAGMENTS, st.text(max_size=5)), max_size=12).map("".join))
+def test_fast_path_redacts_exactly_what_the_patterns_do(text: str) -> None:
+    assert redact(text) == reference_redact(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["apı_key=s3cr3tvalue", "AUTHORİZATION: s3cr3tvalue", "authorızation=s3cr3tvalue"],
+    ids=["dotless-i", "dotted-capital-i", "dotless-i-authorization"],
+)
+def test_non_ascii_spellings_are_still_redacted(text: str) -> None:
+    assert "s3cr3tvalue" not in redact(text)
+    assert redact(text) == reference_redact(text)
+
+
+def test_plain_text_is_returned_unchanged() -> None:
+    for text in ("GET /v1/backends 200", "0123456789abcdef0123456789abcdef", "bench-user", ""):
+        assert redact(text) is text
 
 
 @pytest.fixture

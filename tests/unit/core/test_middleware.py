@@ -20,7 +20,7 @@ from starlette.routing import Router
 from starlette.types import Message
 
 from services.core.app import ServiceParts, build_service_app
-from services.core.context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from services.core.context import REQUEST_ID_HEADER, accept_request_id, request_id_var, route_var
 from services.core.health import Check
 from services.core.metrics import LATENCY_BUCKETS, UNMATCHED_ROUTE, HttpMetrics
 from services.core.middleware import RequestContextMiddleware
@@ -449,3 +449,27 @@ async def test_ready_is_503_when_a_critical_check_fails_beside_an_optional_one(
         ["database"],
         ["backend:a"],
     )
+
+
+async def test_route_seen_by_handlers_is_the_template_also_when_cached(client_for) -> None:
+    parts = make_parts()
+    seen: list[str | None] = []
+
+    @parts.app.get("/who/{name}")
+    async def who(name: str) -> dict:
+        seen.append(route_var.get())
+        return {"name": name}
+
+    async with client_for(parts.app) as client:
+        for name in ("a", "b", "a"):  # the second "a" comes from the cache
+            assert (await client.get(f"/who/{name}")).status_code == 200
+        assert seen == ["/who/{name}"] * 3
+        assert (await client.get("/late")).status_code == 404  # cached as unmatched
+
+        @parts.app.get("/late")  # a route added after requests were served
+        async def late() -> dict:
+            seen.append(route_var.get())
+            return {}
+
+        assert (await client.get("/late")).status_code == 200
+        assert seen[-1] == "/late"

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from services.core.context import request_id_var
-from services.security.audit import MAX_DETAILS_BYTES, AuditEntry, AuditLog, AuditWriteError
+from services.security.audit import (
+    MAX_DETAILS_BYTES,
+    AuditEntry,
+    AuditLog,
+    AuditTransaction,
+    AuditWriteError,
+)
 from services.security.db import Database
 from services.security.keys import generate_key
 
@@ -136,10 +145,23 @@ def test_unserializable_details_are_stringified(audit: AuditLog, db: Database) -
     assert json.loads(details) == {"p": "/x"}
 
 
-def test_write_failure_read_only_connection(
-    audit: AuditLog, db: Database, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+def refuse_inserts(db: Database) -> None:
+    """Make SQLite refuse every audit insert, as a read-only or broken file would."""
+    with db.transaction() as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log"
+            " BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END"
+        )
+
+
+def test_write_failure_is_refused_and_counted(
+    audit: AuditLog,
+    db: Database,
+    other_db: Database,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    db.connection().execute("PRAGMA query_only = ON")
+    refuse_inserts(other_db)
     with (
         caplog.at_level(logging.ERROR, logger="ai_suite.audit"),
         pytest.raises(AuditWriteError, match="action was refused"),
@@ -150,9 +172,9 @@ def test_write_failure_read_only_connection(
     assert any("audit write failed" in r.getMessage() for r in caplog.records)
     assert isinstance(next(r for r in caplog.records if r.name == "ai_suite.audit").action, str)
 
-    db.connection().execute("PRAGMA query_only = OFF")
-    assert not db.connection().in_transaction  # the failed write was rolled back
-    audit.write(AuditEntry("tool:write_file", "allowed"))
+    with other_db.transaction() as conn:
+        conn.execute("DROP TRIGGER refuse_audit")
+    audit.write(AuditEntry("tool:write_file", "allowed"))  # the writer recovered
     assert audit.count() == 1
 
 
@@ -201,3 +223,106 @@ def test_recent(audit: AuditLog) -> None:
     recent = audit.recent(limit=3)
     assert [r["action"] for r in recent] == ["action4", "action3", "action2"]
     assert len(audit.recent()) == 5
+
+
+# --- group commit ------------------------------------------------------------------------------
+
+
+async def test_async_writers_each_get_their_own_committed_row(
+    audit: AuditLog, db: Database, registry: CollectorRegistry
+) -> None:
+    async def one(n: int) -> int:
+        request_id_var.set(f"req-{n}")  # each task's own context: its own request id
+        return await audit.awrite(AuditEntry("load", "ok", details={"n": n}))
+
+    ids = await asyncio.gather(*(one(n) for n in range(64)))
+    assert len(set(ids)) == 64
+    for n, entry_id in enumerate(ids):
+        stored = row(db, entry_id)
+        assert (stored["request_id"], json.loads(stored["details"])) == (f"req-{n}", {"n": n})
+    assert registry.get_sample_value("audit_writes_total") == 64.0
+
+
+def submit(audit: AuditLog, fn: Callable[[AuditTransaction], int]) -> Future:
+    """A job for the writer, answered through a future (as a thread's caller is)."""
+    future = audit._writer.submit(fn).future
+    assert future is not None
+    return future
+
+
+def wait_until_taken(audit: AuditLog) -> None:
+    """Until the writer has taken every pending job (it then waits for the lock we hold)."""
+    while audit._writer._pending:
+        threading.Event().wait(0.005)
+
+
+def test_a_refused_job_rolls_back_alone(
+    audit: AuditLog, db: Database, registry: CollectorRegistry
+) -> None:
+    def refused(tx: AuditTransaction) -> int:
+        tx.write(AuditEntry("half", "ok"))
+        raise ValueError("the caller's check failed")
+
+    with audit.lock:  # the writer waits: the next jobs pile up into one batch
+        first = submit(audit, lambda tx: tx.write(AuditEntry("first", "ok")))
+        wait_until_taken(audit)
+        jobs = [
+            submit(audit, lambda tx: tx.write(AuditEntry("before", "ok"))),
+            submit(audit, refused),  # the batch runs again without it...
+            submit(audit, lambda tx: tx.write(AuditEntry("after", "ok"))),
+            submit(audit, refused),  # ...and the jobs after it in savepoints
+            submit(audit, lambda tx: tx.write(AuditEntry("last", "ok"))),
+        ]
+    assert first.result(30)
+    for index in (0, 2, 4):
+        assert jobs[index].result(30)
+    for index in (1, 3):
+        with pytest.raises(ValueError, match="check failed"):
+            jobs[index].result(30)
+    actions = [r["action"] for r in db.query("SELECT action FROM audit_log ORDER BY id")]
+    assert actions == ["first", "before", "after", "last"]
+    assert registry.get_sample_value("audit_writes_total") == 4.0
+
+
+def test_a_failed_commit_fails_every_caller_of_its_batch(
+    audit: AuditLog, db: Database, other_db: Database, registry: CollectorRegistry
+) -> None:
+    # A deferred foreign key fails at COMMIT: the statements all succeeded, the batch not.
+    with other_db.transaction() as conn:
+        conn.execute("CREATE TABLE target (id INTEGER PRIMARY KEY)")
+        conn.execute(
+            "CREATE TABLE guard (ref INTEGER REFERENCES target(id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        conn.execute(
+            "CREATE TRIGGER poison AFTER INSERT ON audit_log WHEN NEW.action = 'poison'"
+            " BEGIN INSERT INTO guard VALUES (42); END"
+        )
+    with audit.lock:
+        first = submit(audit, lambda tx: tx.write(AuditEntry("first", "ok")))
+        wait_until_taken(audit)
+        batch = [
+            submit(audit, lambda tx, a=action: tx.write(AuditEntry(a, "ok")))
+            for action in ("before", "poison", "after")
+        ]
+    assert first.result(30)
+    for future in batch:
+        with pytest.raises(AuditWriteError, match="FOREIGN KEY") as info:
+            future.result(30)
+        assert isinstance(info.value.__cause__, sqlite3.Error)
+    assert [r["action"] for r in db.query("SELECT action FROM audit_log")] == ["first"]
+    assert registry.get_sample_value("audit_write_failures_total") == 3.0
+    assert registry.get_sample_value("audit_writes_total") == 1.0
+    assert audit.write(AuditEntry("later", "ok"))  # the next batch commits again
+
+
+def test_transaction_and_the_writer_take_turns(audit: AuditLog, db: Database) -> None:
+    with audit.transaction() as tx:
+        tx.write(AuditEntry("in transaction", "ok"))
+        pending = submit(audit, lambda t: t.write(AuditEntry("group", "ok")))
+    assert pending.result(30)
+    assert audit.count() == 2
+
+
+def test_a_job_may_not_wait_for_another_write(audit: AuditLog) -> None:
+    with pytest.raises(RuntimeError, match="cannot wait"):
+        audit.commit(lambda tx: audit.write(AuditEntry("nested", "ok")))

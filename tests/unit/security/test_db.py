@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.security.db import BUSY_TIMEOUT_MS, Database, connect
+from services.security.db import BUSY_TIMEOUT_MS, Database, WouldBlock, connect
 
 
 @pytest.fixture
@@ -229,3 +229,12 @@ def test_connect_on_a_locked_new_file_waits_instead_of_failing(tmp_path: Path) -
     finally:
         released.join()
         holder.close()
+
+
+def test_watch_reads_never_wait_when_asked_not_to(plain: Database) -> None:
+    with pytest.raises(WouldBlock, match="not open"):  # opening is left to a thread
+        plain.data_version(wait=False)
+    version = plain.data_version()
+    assert plain.data_version(wait=False) == version
+    with plain._watch_lock, pytest.raises(WouldBlock, match="in use"):
+        plain.data_version(wait=False)

@@ -20,7 +20,7 @@ from services.core.errors import install_error_handlers
 from services.security.bootstrap import Security, install_security, open_security
 from services.security.db import Database
 from services.security.http_auth import requires
-from services.security.keys import KeyStore, generate_key
+from services.security.keys import KeyStore, generate_key, hash_key
 from services.security.rbac import Principal
 
 PERMISSION = "tool:write_file"
@@ -132,6 +132,39 @@ async def test_401_for_dead_keys(env: Env, client: httpx.AsyncClient, state: str
     assert response.status_code == 401
     assert state in response.json()["error"]["message"]
     assert failures(env, state) == 1.0
+
+
+async def test_cached_requests_take_no_thread_and_see_a_revocation_at_once(
+    env: Env, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = env.keys["developer"]
+    access = env.security.access
+    assert (await client.post("/tools/write_file", headers=bearer(key))).status_code == 200
+    threaded: list[str] = []
+    real = access.authenticate
+
+    def counted(token: str | None) -> Principal:
+        threaded.append("authenticate")
+        return real(token)
+
+    monkeypatch.setattr(access, "authenticate", counted)
+    assert (await client.post("/tools/write_file", headers=bearer(key))).status_code == 200
+    assert threaded == []  # answered on the event loop from the cache
+
+    other = Database(env.path)  # as `ai-suite keys revoke` in another process
+    try:
+        with other.transaction() as conn:
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = '2000-01-01T00:00:00+00:00'"
+                " WHERE key_hash = ?",
+                (hash_key(key),),
+            )
+    finally:
+        other.close()
+    response = await client.post("/tools/write_file", headers=bearer(key))
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+    assert threaded == ["authenticate"]  # the moved data_version sent it to a thread
 
 
 async def test_403_for_viewer_is_audited(env: Env, client: httpx.AsyncClient) -> None:

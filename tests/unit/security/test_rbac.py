@@ -248,3 +248,108 @@ def test_concurrent_authentication(access: AccessControl, store: KeyStore) -> No
     for thread in threads:
         thread.join(30)
     assert errors == []
+
+
+# --- answers on the event loop (no thread) -----------------------------------------------------
+
+
+def test_cached_answers_need_a_warm_cache(
+    access: AccessControl, db: Database, dev_key: CreatedKey
+) -> None:
+    assert access.cached_authenticate(dev_key.key) is None  # a miss: the caller uses a thread
+    principal = access.authenticate(dev_key.key)
+    assert access.cached_check(principal, "tool:write_file") is None  # grants not loaded yet
+    assert access.check(principal, "tool:write_file") == Decision(True, True)
+    statements: list[str] = []
+    db.connection().set_trace_callback(statements.append)
+    try:
+        assert access.cached_authenticate(dev_key.key) == principal
+        assert access.cached_check(principal, "tool:write_file") == Decision(True, True)
+        assert access.cached_check(principal, "keys:manage") == Decision(False)
+    finally:
+        db.connection().set_trace_callback(None)
+    assert statements == []  # answered from the caches, nothing asked of this connection
+
+
+def test_cached_answers_survive_unrelated_commits(
+    access: AccessControl, other_db: Database, dev_key: CreatedKey
+) -> None:
+    principal = access.authenticate(dev_key.key)
+    with other_db.transaction() as conn:  # moves data_version, not the security token
+        conn.execute("INSERT INTO audit_log (ts, action, outcome) VALUES ('t', 'a', 'ok')")
+    assert access.cached_authenticate(dev_key.key) == principal
+
+
+def test_cached_path_sees_a_revocation_at_once(
+    access: AccessControl, other_db: Database, dev_key: CreatedKey
+) -> None:
+    assert access.authenticate(dev_key.key).user == "dev"
+    assert access.cached_authenticate(dev_key.key) is not None
+    KeyStore(other_db).revoke(dev_key.prefix)  # committed by another connection
+    # The very next inline answer must not be the cached principal: the cache is gone...
+    assert access.cached_authenticate(dev_key.key) is None
+    with pytest.raises(AuthError, match="revoked"):  # ...and the thread path says why
+        access.authenticate(dev_key.key)
+    with pytest.raises(AuthError, match="revoked"):  # now cached as revoked, inline too
+        access.cached_authenticate(dev_key.key)
+
+
+def test_cached_path_sees_a_grant_change_at_once(
+    access: AccessControl, other_db: Database, viewer_key: CreatedKey
+) -> None:
+    viewer = access.authenticate(viewer_key.key)
+    assert access.check(viewer, "chat:create").allowed
+    with other_db.transaction() as conn:
+        conn.execute(
+            "DELETE FROM role_permissions WHERE"
+            " role_id = (SELECT id FROM roles WHERE name = 'viewer') AND"
+            " permission_id = (SELECT id FROM permissions WHERE name = 'chat:create')"
+        )
+    assert access.cached_check(viewer, "chat:create") is None
+    assert not access.check(viewer, "chat:create").allowed
+
+
+def test_cached_path_enforces_expiry_by_the_clock(
+    access: AccessControl, db: Database, store: KeyStore
+) -> None:
+    soon = datetime.now(UTC) + timedelta(milliseconds=200)
+    created = store.create_key("dev", "developer", expires_at=soon)
+    assert access.authenticate(created.key).user == "dev"
+    assert access.cached_authenticate(created.key) is not None
+    while datetime.now(UTC) <= soon:  # no write happens: only the clock moves
+        threading.Event().wait(0.02)
+    with pytest.raises(AuthError, match="expired"):
+        access.cached_authenticate(created.key)
+
+
+def test_cached_path_never_waits_for_the_lock(access: AccessControl, dev_key: CreatedKey) -> None:
+    principal = access.authenticate(dev_key.key)
+    access.check(principal, "chat:create")
+    with access._lock:  # a thread refreshing the caches holds it
+        assert access.cached_authenticate(dev_key.key) is None
+        assert access.cached_check(principal, "chat:create") is None
+    assert access.cached_authenticate(dev_key.key) == principal
+
+
+def test_cached_path_refuses_bad_tokens_without_a_thread(access: AccessControl) -> None:
+    with pytest.raises(AuthError, match="missing API key"):
+        access.cached_authenticate(None)
+    with pytest.raises(AuthError, match="invalid API key format"):
+        access.cached_authenticate("ais_short")
+
+
+def test_cached_authorize_answers_both_at_once_and_sees_revocation(
+    access: AccessControl, other_db: Database, dev_key: CreatedKey, registry: CollectorRegistry
+) -> None:
+    assert access.cached_authorize(dev_key.key, "chat:create") is None  # nothing cached yet
+    principal = access.authenticate(dev_key.key)
+    access.check(principal, "chat:create")
+    assert access.cached_authorize(dev_key.key, "tool:write_file") == (
+        principal,
+        Decision(True, True),
+    )
+    assert access.cached_authorize(dev_key.key, "keys:manage") == (principal, Decision(False))
+    denied = registry.get_sample_value(CHECKS, {"result": "denied", "role": "developer"})
+    assert denied == 1.0  # counted like check()
+    KeyStore(other_db).revoke(dev_key.prefix)
+    assert access.cached_authorize(dev_key.key, "chat:create") is None
