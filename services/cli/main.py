@@ -27,6 +27,7 @@ from services.cli.rag import rag
 from services.core.files import private_dir
 from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
+from services.core.settings_errors import exit_on_invalid_settings
 from services.core.supervisor import ServiceFailed, Supervisor
 from services.security.audit import AuditLog, AuditWriteError
 from services.security.db import Database
@@ -336,7 +337,9 @@ cli.add_command(rag)
 
 
 def main() -> None:
-    cli(prog_name="ai-suite")
+    # Every command builds its settings inside: a bad variable is one line, no traceback.
+    with exit_on_invalid_settings("ai-suite"):
+        cli(prog_name="ai-suite")
 
 
 if __name__ == "__main__":
