@@ -22,7 +22,12 @@ from prometheus_client import CollectorRegistry
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
 from services.cli.mcp import mcp
-from services.cli.platform import monitoring_installed, monitoring_services, platform_services
+from services.cli.platform import (
+    check_platform_settings,
+    monitoring_installed,
+    monitoring_services,
+    platform_services,
+)
 from services.cli.rag import rag
 from services.core.files import private_dir
 from services.core.http import default_ssl_context
@@ -251,6 +256,7 @@ def _bootstrap_admin(settings: CoreSettings) -> None:
 def up(timeout: float) -> None:
     """Start every service, wait until each is ready, and stop them all on Ctrl-C or SIGTERM."""
     settings = _settings()
+    check_platform_settings()  # a bad variable of any service: one line, nothing started
     private_dir(settings.data_dir)  # 0700: key hashes, audit log, logs (docs/security.md)
     run_dir = private_dir(settings.data_dir / "run")
     lock = FileLock(str(run_dir / "up.lock"))

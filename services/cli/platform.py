@@ -12,6 +12,19 @@ from services.core.settings import CoreSettings
 from services.core.supervisor import ServiceSpec
 
 
+def check_platform_settings() -> None:
+    """Build every service's settings as its process will, so that a bad variable stops
+    ``ai-suite up`` with one line (InvalidSettings) before anything starts or is created,
+    rather than as a service that exits during start-up."""
+    from services.gateway.settings import GatewaySettings
+    from services.mcp.settings import McpSettings
+    from services.monitoring.settings import MonitoringSettings
+    from services.rag.settings import RagSettings
+
+    for settings_class in (GatewaySettings, McpSettings, RagSettings, MonitoringSettings):
+        settings_class()
+
+
 def platform_services(settings: CoreSettings) -> list[ServiceSpec]:
     env = {
         "AI_SUITE_DATA_DIR": str(settings.data_dir),
