@@ -73,4 +73,5 @@ def test_the_unit_tests_pass_under_a_hostile_environment(tmp_path: Path) -> None
     )
     summary = result.stdout.strip().splitlines()[-1:] or [result.stderr[-2000:]]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert " passed" in summary[0] and "failed" not in summary[0], summary
+    assert " passed" in summary[0], summary
+    assert "failed" not in summary[0], summary
