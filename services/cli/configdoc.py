@@ -180,6 +180,8 @@ def default_text(field: FieldInfo) -> str:
     value = field.default
     if value is PydanticUndefined or value is None:
         return "unset"
+    if value == "":
+        return "empty"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, Enum):
@@ -222,8 +224,8 @@ def render() -> str:
     for section in SECTIONS:
         parts.append(f"## {section.title}\n")
         parts.append(
-            f"Read by {section.read_by} (`{section.settings.__module__}."
-            f"{section.settings.__name__}`).\n"
+            f"Read by {section.read_by}; class `{section.settings.__module__}."
+            f"{section.settings.__name__}`.\n"
         )
         rows = ["| variable | type | default | meaning |", "|---|---|---|---|"]
         for name, field in own_fields(section.settings).items():

@@ -34,7 +34,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _DATA_DIR_KEYS = {"data_dir", DATA_DIR_VARIABLE.lower()}
 
 
-def _environ_get(name: str) -> str | None:
+def environ_value(name: str) -> str | None:
     """``os.environ[name]`` compared without case, as pydantic-settings reads it."""
     wanted = name.lower()
     return next((value for key, value in os.environ.items() if key.lower() == wanted), None)
@@ -49,18 +49,19 @@ def env_files(data_dir: object = None) -> tuple[Path, ...]:
     ``AI_SUITE_DATA_DIR`` from the environment, else from ``./.env``, else ``./data``.
     ``AI_SUITE_NO_ENV_FILE=1`` (real environment only) turns both files off.
     """
-    if (_environ_get(NO_ENV_FILE_VARIABLE) or "").strip().lower() in _TRUE:
+    if (environ_value(NO_ENV_FILE_VARIABLE) or "").strip().lower() in _TRUE:
         return ()
     local = Path(ENV_FILE_NAME)
     if data_dir is None:
-        data_dir = _environ_get(DATA_DIR_VARIABLE)
+        data_dir = environ_value(DATA_DIR_VARIABLE)
     if data_dir is None and local.is_file():
-        data_dir = _dotenv_value(local, DATA_DIR_VARIABLE)
+        data_dir = dotenv_value(local, DATA_DIR_VARIABLE)
     data_env = Path(str(data_dir or "data")).expanduser() / ENV_FILE_NAME
     return tuple(path for path in (data_env, local) if path.is_file())
 
 
-def _dotenv_value(path: Path, name: str) -> str | None:
+def dotenv_value(path: Path, name: str) -> str | None:
+    """The value a .env file gives ``name`` (compared without case), or None."""
     from dotenv import dotenv_values
 
     wanted = name.lower()

@@ -86,7 +86,7 @@ def _bounds(field: FieldInfo) -> str:
     if min_length:
         return "not empty" if min_length == 1 else f"at least {min_length} characters"
     if low is not None and high is not None and not low_open and not high_open:
-        return f"{low}-{high}"
+        return f"{low}-{high}" if low >= 0 else f"{low} to {high}"
     parts = []
     if low is not None:
         parts.append(f"above {low}" if low_open else f"at least {low}")
@@ -105,12 +105,12 @@ def _field_for(settings_cls: type[BaseSettings], key: str) -> tuple[str, FieldIn
 
 def _where(variable: str) -> str:
     """`` (from PATH)`` when the value came from a .env file rather than the environment."""
-    from services.core.settings import _dotenv_value, _environ_get, env_files
+    from services.core.settings import dotenv_value, env_files, environ_value
 
-    if _environ_get(variable) is not None:
+    if environ_value(variable) is not None:
         return ""
     for path in reversed(env_files()):  # the file that wins first
-        if _dotenv_value(path, variable) is not None:
+        if dotenv_value(path, variable) is not None:
             return f" (from {path.resolve()})"
     return ""
 

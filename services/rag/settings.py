@@ -111,7 +111,8 @@ class RagSettings(CoreSettings):
     gateway_url: str | None = env_field(
         "GATEWAY_URL",
         default=None,
-        description="Where `answer: true` sends chat completions; default http://host:port.",
+        description="The gateway: where `answer: true` sends chat completions, and the default"
+        " base of the openai embedding backend; default http://AI_SUITE_HOST:GATEWAY_PORT.",
     )
     answer_model: str = env_field(
         "RAG_ANSWER_MODEL",
