@@ -40,6 +40,10 @@ DOC_PATH = ROOT / "docs" / "configuration.md"
 REGENERATE = "make docs-config"
 
 
+class MissingDescription(ValueError):
+    """A settings field without ``description=``: the reference would have an empty row."""
+
+
 @dataclass(frozen=True)
 class Section:
     title: str
@@ -231,8 +235,9 @@ def render() -> str:
         for name, field in own_fields(section.settings).items():
             variable = env_names(name, field)[0]
             if not field.description:
-                raise ValueError(
-                    f"{section.settings.__name__}.{name} ({variable}) has no description="
+                raise MissingDescription(
+                    f"{section.settings.__name__}.{name} ({variable}) has no description=;"
+                    " add one (what it does, its unit, what its default means)"
                 )
             meaning = _escape(field.description)
             others = [
@@ -272,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if the file differs")
     parser.add_argument("--out", type=Path, default=DOC_PATH)
     args = parser.parse_args(argv)
-    text = render()
+    try:
+        text = render()
+    except MissingDescription as exc:
+        print(f"configdoc: {exc}", file=sys.stderr)
+        return 1
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         if current != text:
