@@ -4,10 +4,15 @@
 #   docker/build-images.sh                 # the service image
 #   docker/build-images.sh --llama-test    # and the llama.cpp TEST image (make test-compose)
 #   docker/build-images.sh --adopter-example  # and examples/adopter's Redis, PostgreSQL and app images
+#   docker/build-images.sh --context-only  # only the service image's build context (the
+#                                          # release workflow builds it for amd64 and arm64)
 #
-# 1. Base image: BASE_IMAGE (default python:3.11-slim) if it is present or can be
-#    pulled; otherwise a Debian bookworm image built here with debootstrap from the
-#    Debian mirror this machine already uses, and `docker import`ed as LOCAL_BASE_IMAGE.
+# 1. Base image (docker/Dockerfile's BASE_IMAGE build argument). Default: a Debian bookworm
+#    image built here with debootstrap from the Debian mirror this machine already uses,
+#    `docker import`ed as LOCAL_BASE_IMAGE (no registry needed). With BASE_IMAGE set (the
+#    GitHub workflows: python:3.11-slim) that image, pulled if absent; a failed pull fails
+#    the build. The host's PYTHON must be the base's Python series (the wheels are built
+#    on the host).
 # 2. Wheels: every locked runtime dependency (`uv export --frozen --no-dev`) and the
 #    project itself, built on the host with `pip wheel`; the image installs them with
 #    `pip install --no-index`, so the build needs no network either.
@@ -28,12 +33,13 @@
 #   LLAMA_IMAGE        llama.cpp test image, with --llama-test (default: local-ai-suite-llama:latest)
 #   ADOPTER_IMAGE      prefix of the example's images, with --adopter-example
 #                      (default: local-ai-suite-adopter: -redis, -postgres, -app, tag latest)
-#   BASE_IMAGE         preferred base (default: python:3.11-slim)
+#   BASE_IMAGE         a registry base instead of the Debian-built one (e.g. python:3.11-slim)
 #   LOCAL_BASE_IMAGE   name of the debootstrapped base (default: local-ai-suite-base:bookworm)
-#   FORCE_DEBOOTSTRAP  1: do not try BASE_IMAGE, use the Debian-built base
 #   DEBIAN_MIRROR      mirror for debootstrap (default: taken from /etc/apt)
 #   BUILD_DIR          scratch space (default: <repo>/build/docker)
 #   PYTHON             host Python 3.11 with pip, for `pip wheel` (default: python3)
+#   EXTRA_WHEEL_PLATFORMS  pip platform tags (e.g. manylinux_2_17_aarch64) whose binary
+#                      wheels are added to the context, for a multi-platform build
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -42,20 +48,21 @@ LLAMA_IMAGE="${LLAMA_IMAGE:-local-ai-suite-llama:latest}"
 ADOPTER_IMAGE="${ADOPTER_IMAGE:-local-ai-suite-adopter}"
 with_llama=0
 with_adopter=0
+context_only=0
 for arg in "$@"; do
     case "$arg" in
         --llama-test) with_llama=1 ;;
         --adopter-example) with_adopter=1 ;;
-        *) echo "build-images: error: unknown argument $arg (known: --llama-test, --adopter-example)" >&2; exit 2 ;;
+        --context-only) context_only=1 ;;
+        *) echo "build-images: error: unknown argument $arg (known: --llama-test, --adopter-example, --context-only)" >&2; exit 2 ;;
     esac
 done
-BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim}"
+BASE_IMAGE="${BASE_IMAGE:-}"
 LOCAL_BASE_IMAGE="${LOCAL_BASE_IMAGE:-local-ai-suite-base:bookworm}"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build/docker}"
 PYTHON="${PYTHON:-python3}"
 CONTEXT="$BUILD_DIR/context"
 WHEELS="$CONTEXT/wheels"
-PY_SERIES="3.11"   # the image's Python (bookworm ships 3.11): wheels must match it
 
 START=$SECONDS
 step_start=$SECONDS
@@ -112,16 +119,17 @@ debootstrap_base() {
 step "base image"
 mkdir -p "$BUILD_DIR"
 base=""
-if [ "${FORCE_DEBOOTSTRAP:-0}" != 1 ]; then
+if [ -n "$BASE_IMAGE" ]; then
     if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-        base="$BASE_IMAGE"; echo "   $BASE_IMAGE is present"
-    elif timeout 120 docker pull -q "$BASE_IMAGE" >"$BUILD_DIR/pull.log" 2>&1; then
-        base="$BASE_IMAGE"; echo "   pulled $BASE_IMAGE"
+        echo "   $BASE_IMAGE is present"
+    # A registry that does not answer must not hang the build: five minutes is ample.
+    elif timeout 300 docker pull -q "$BASE_IMAGE" >"$BUILD_DIR/pull.log" 2>&1; then
+        echo "   pulled $BASE_IMAGE"
     else
-        echo "   cannot pull $BASE_IMAGE ($(tail -n 1 "$BUILD_DIR/pull.log")): using a Debian-built base"
+        die "cannot pull BASE_IMAGE=$BASE_IMAGE ($(tail -n 1 "$BUILD_DIR/pull.log")); unset BASE_IMAGE to build the Debian base here"
     fi
-fi
-if [ -z "$base" ]; then
+    base="$BASE_IMAGE"
+else
     if docker image inspect "$LOCAL_BASE_IMAGE" >/dev/null 2>&1; then
         echo "   $LOCAL_BASE_IMAGE is present (delete it to rebuild from Debian packages)"
     else
@@ -131,17 +139,22 @@ if [ -z "$base" ]; then
 fi
 done_step
 
+# The wheels are built on the host, so the host's Python must be the base image's.
+PY_SERIES="$(docker run --rm --entrypoint python3 "$base" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+    || die "cannot run python3 in the base image $base"
+echo "   the base's Python: $PY_SERIES"
+
 # -- 2. wheels on the host ------------------------------------------------------------
 
 step "wheels for Python $PY_SERIES (host: $PYTHON)"
-"$PYTHON" -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))" \
+"$PYTHON" -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != sys.argv[1])" "$PY_SERIES" \
     || die "$PYTHON is not Python $PY_SERIES; set PYTHON to a $PY_SERIES interpreter with pip"
 "$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON has no pip; set PYTHON to one that has"
 if command -v uv >/dev/null; then UV=(uv)
 elif "$PYTHON" -m uv --version >/dev/null 2>&1; then UV=("$PYTHON" -m uv)
 else die "uv is needed for \`uv export\` (\`make install\` installs it)"; fi
 mkdir -p "$WHEELS"
-(cd "$ROOT" && "${UV[@]}" export --frozen --no-dev --no-hashes --no-emit-project \
+(cd "$ROOT" && "${UV[@]}" export --frozen --no-dev --no-hashes --no-emit-workspace \
     --format requirements-txt --quiet -o "$CONTEXT/requirements.txt") \
     || die "uv export failed: is uv.lock in sync with pyproject.toml?"
 # Skipped when the locked requirements did not change since the last successful build.
@@ -154,19 +167,38 @@ else
         -w "$WHEELS" -r "$CONTEXT/requirements.txt" || die "pip wheel of the locked dependencies failed"
     sha256sum "$CONTEXT/requirements.txt" >"$stamp"
 fi
-rm -f "$WHEELS"/local_ai_suite-*.whl
+# Other platforms' binary wheels (pure-Python ones built above serve every platform). One
+# pip call for all the tags: a package may publish its wheel under any one of them.
+if [ -n "${EXTRA_WHEEL_PLATFORMS:-}" ]; then
+    platform_args=()
+    for platform in $EXTRA_WHEEL_PLATFORMS; do platform_args+=(--platform "$platform"); done
+    echo "   binary wheels for $EXTRA_WHEEL_PLATFORMS"
+    "$PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+        "${platform_args[@]}" --python-version "$PY_SERIES" --implementation cp \
+        --find-links "$WHEELS" -d "$WHEELS" -r "$CONTEXT/requirements.txt" \
+        || die "pip download of the wheels for $EXTRA_WHEEL_PLATFORMS failed"
+fi
+rm -f "$WHEELS"/local_ai_suite-*.whl "$WHEELS"/ai_suite_procs-*.whl
 (cd "$ROOT" && "${UV[@]}" build --wheel --quiet --out-dir "$WHEELS") || die "building the project wheel failed"
+# The process core (procs/, a workspace member the project depends on) is built here too.
+(cd "$ROOT" && "${UV[@]}" build --wheel --quiet --out-dir "$WHEELS" procs) \
+    || die "building the process core's wheel (procs/) failed"
 echo "   $(find "$WHEELS" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELS" | cut -f1)"
 done_step
 
 # -- 3. service image -----------------------------------------------------------------
 
-step "service image $IMAGE (FROM $base)"
+if [ "$context_only" = 1 ]; then step "build context of the service image (--context-only: no image)"
+else step "service image $IMAGE (FROM $base)"; fi
 # The inference test stub is not part of the wheel; it rides along for compose.test.yml.
 rm -rf "$CONTEXT/app"
 mkdir -p "$CONTEXT/app/tests/stubs"
 cp "$ROOT/tests/__init__.py" "$CONTEXT/app/tests/__init__.py"
 cp "$ROOT/tests/stubs/__init__.py" "$ROOT/tests/stubs/inference.py" "$CONTEXT/app/tests/stubs/"
+if [ "$context_only" = 1 ]; then
+    echo "build-images: the build context is ready in $CONTEXT (FROM $base)"
+    exit 0
+fi
 # BuildKit is needed (RUN --mount keeps the wheels out of the image, and the legacy builder
 # commits a full file-system copy per Dockerfile step under vfs: minutes per step).
 # Docker >= 23 has it through the buildx plugin; Debian's docker.io 20.10 client has it

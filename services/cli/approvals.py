@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
 import shutil
 import sys
+import termios
+import time
+import tty
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -256,3 +261,161 @@ def reject(approval_id: str, reason: str, key: str | None, gateway_url: str | No
     api = Api(_gateway_url(gateway_url), key)
     item = api.request("POST", f"/approvals/{approval_id}/reject", json={"reason": reason})
     click.echo(f"rejected {item['id']} ({item['tool']} for {item['user']})", err=True)
+
+
+# --- watch --------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def watch_lines(item: dict[str, Any], now: datetime) -> list[str]:
+    """One pending request as the watcher shows it: who, how old, how long left, and
+    every argument it would run with (:func:`details_lines`)."""
+    created = datetime.fromisoformat(item["created_at"])
+    expires = datetime.fromisoformat(item["expires_at"])
+    left = (expires - now).total_seconds()
+    return [
+        f"── {item['tool']} requested by {item['user']},"
+        f" {_duration((now - created).total_seconds())} ago,"
+        + (f" expires in {_duration(left)}" if left > 0 else " EXPIRED"),
+        *details_lines(item),
+    ]
+
+
+class _Keys:
+    """Single key presses from the terminal on stdin, or nothing when it is not one.
+
+    The terminal stays in cbreak mode (no line buffering, no echo, Ctrl-C still works)
+    for the whole watch, and keys are read from it directly: ``click.getchar`` would
+    switch to raw mode with TCSAFLUSH and drop a key typed before the prompt appeared.
+    A reason is read as a normal line, with the terminal as it was.
+    """
+
+    def __init__(self) -> None:
+        self.interactive = sys.stdin.isatty()
+        self._saved: list[Any] | None = None
+
+    def __enter__(self) -> _Keys:
+        if self.interactive:
+            self._saved = termios.tcgetattr(sys.stdin.fileno())
+            tty.setcbreak(sys.stdin.fileno())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, self._saved)
+
+    def wait(self, seconds: float) -> str | None:
+        """A key pressed within ``seconds``, or None (always None without a terminal)."""
+        if not self.interactive:
+            time.sleep(seconds)
+            return None
+        readable, _, _ = select.select([sys.stdin], [], [], seconds)
+        return self.key() if readable else None
+
+    def key(self) -> str:
+        """The next key pressed (waits for it)."""
+        data = os.read(sys.stdin.fileno(), 1)
+        if not data:
+            raise click.ClickException("the terminal closed")
+        return data.decode(errors="replace")
+
+    def line(self, prompt: str) -> str:
+        """A line of text, typed with echo and editing (the terminal as it was)."""
+        if self._saved is None:
+            raise click.UsageError("a reason can only be typed on a terminal")
+        cbreak = termios.tcgetattr(sys.stdin.fileno())
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, self._saved)
+        try:
+            return str(click.prompt(prompt, default="", show_default=False)).strip()
+        finally:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, cbreak)
+
+
+@approvals.command("watch")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between two looks at the pending requests.",
+)
+@key_option
+@url_option
+def watch(interval: float, key: str | None, gateway_url: str | None) -> None:
+    """Follow pending requests live and decide each with a key press.
+
+    a approves, r rejects (asks for a reason), s skips, q quits. Decisions go through
+    the gateway like `approve`/`reject`: same checks, same audit log. Without a terminal
+    on stdin the new requests are only printed.
+    """
+    api = Api(_gateway_url(gateway_url), key)
+    done: set[str] = set()  # decided, skipped, or (without a terminal) printed
+    with _Keys() as keys:
+        if not keys.interactive:
+            click.echo(
+                "stdin is not a terminal: printing new requests only; decide them with"
+                " `ai-suite approvals approve|reject ID`",
+                err=True,
+            )
+        waiting_said = False
+        while True:
+            # Newest first, at most the API's 1000: the oldest are shown first from these.
+            items = api.request("GET", "/approvals", params={"status": "pending", "limit": 1000})[
+                "data"
+            ]
+            queue = [item for item in reversed(items) if item["id"] not in done]
+            if not queue:
+                if not waiting_said:
+                    click.echo(
+                        "no pending requests; waiting…" + (" (q quits)" if keys.interactive else "")
+                    )
+                    waiting_said = True
+                if keys.wait(interval) in ("q", "Q"):
+                    return
+                continue
+            waiting_said = False
+            item = queue[0]
+            click.echo("\n".join(watch_lines(item, datetime.now(UTC))))
+            done.add(item["id"])
+            if keys.interactive and not _decide(api, keys, item):
+                return
+
+
+def _decide(api: Api, keys: _Keys, item: dict[str, Any]) -> bool:
+    """Ask for a, r, s or q; act on it. False when the user quits."""
+    while True:
+        click.echo("[a]pprove  [r]eject  [s]kip  [q]uit? ", nl=False)
+        choice = keys.key().lower()
+        click.echo(choice)
+        try:
+            if choice == "a":
+                decided = api.request("POST", f"/approvals/{item['id']}/approve", json={})
+                click.echo(
+                    f"approved {decided['id']}; {decided['user']} may now repeat the call"
+                    f" once, until {decided['expires_at']}"
+                )
+            elif choice == "r":
+                reason = keys.line("reason (shown to the requester)")
+                if not reason:
+                    click.echo("a rejection needs a reason; nothing done")
+                    continue
+                decided = api.request(
+                    "POST", f"/approvals/{item['id']}/reject", json={"reason": reason}
+                )
+                click.echo(f"rejected {decided['id']}")
+            elif choice == "s":
+                click.echo(f"skipped {item['id']} (still pending)")
+            elif choice == "q":
+                return False
+            else:
+                continue
+        except click.ClickException as exc:
+            # Decided or expired meanwhile, or not ours to decide: say so, keep watching.
+            click.echo(f"error: {exc.format_message()}")
+        return True

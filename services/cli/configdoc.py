@@ -27,13 +27,14 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from services.cli.settings import CliSettings
+from services.cli.settings import CliSettings, SupervisorSettings
 from services.core.settings import CoreSettings
 from services.core.settings_errors import env_names
 from services.gateway.settings import GatewaySettings
 from services.mcp.settings import McpSettings
 from services.monitoring.settings import MonitoringSettings
 from services.rag.settings import RagSettings
+from services.security.settings import BackupSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_PATH = ROOT / "docs" / "configuration.md"
@@ -96,6 +97,16 @@ docs/rag.md explains the choices and docs/benchmarks.md has the measurements.
 Alertmanager does not expand environment variables in its configuration file, so these
 values are written into the copy `ai-suite up` renders under the data directory.
 """,
+    ),
+    Section(
+        "Restarts (`ai-suite up`)",
+        SupervisorSettings,
+        "`ai-suite up` (how it restarts a service that exits), `ai-suite status`",
+    ),
+    Section(
+        "Security database backups",
+        BackupSettings,
+        "`ai-suite up` (scheduled backups) and `ai-suite db`",
     ),
     Section(
         "Command line (`ai-suite`)",

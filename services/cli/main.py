@@ -13,32 +13,41 @@ import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
-import httpx
-from filelock import FileLock, Timeout
+from filelock import Timeout
 from prometheus_client import CollectorRegistry
 
 from services.cli.alerts import alerts
 from services.cli.approvals import approvals
+from services.cli.audit import audit
+from services.cli.db import db, up_lock
+from services.cli.logs import logs
 from services.cli.mcp import mcp
+from services.cli.output import table as _table
 from services.cli.platform import (
     check_platform_settings,
-    monitoring_installed,
     monitoring_services,
     platform_services,
+    restart_policy,
 )
 from services.cli.rag import rag
+from services.cli.restart import restart
+from services.cli.settings import SupervisorSettings
+from services.cli.status import status
 from services.core.files import private_dir
-from services.core.http import default_ssl_context
 from services.core.settings import CoreSettings
 from services.core.settings_errors import exit_on_invalid_settings
-from services.core.supervisor import ServiceFailed, Supervisor
+from services.core.supervision import ANSWERS_KEPT, clear_status, take_requests, write_status
+from services.core.supervisor import ServiceFailed, State, Supervisor
 from services.security.audit import AuditLog, AuditWriteError
+from services.security.backup import start_scheduled_backups
 from services.security.db import Database
 from services.security.keys import KeyStore, KeyStoreError
-from services.security.migrations import LATEST_VERSION, current_version, migrate
+from services.security.migrations import migrate
 from services.security.policy import ROLES, Role
+from services.security.settings import BackupSettings
 
 
 def _err(message: str) -> None:
@@ -49,42 +58,9 @@ def _settings() -> CoreSettings:
     return CoreSettings()
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Local AI Suite: gateway, tools, RAG and monitoring on your own machine."""
-
-
-# --- db ---------------------------------------------------------------------
-
-
-@cli.group()
-def db() -> None:
-    """The security database (users, keys, roles, audit log, approvals)."""
-
-
-@db.command("migrate")
-def db_migrate() -> None:
-    """Apply pending schema migrations and refresh the seed data."""
-    settings = _settings()
-    database = Database(settings.security_db_path)
-    try:
-        before = current_version(database)
-        applied = migrate(database)
-    finally:
-        database.close()
-    for migration in applied:
-        _err(f"applied migration {migration.version}: {migration.name}")
-    _err(
-        f"{settings.security_db_path}: schema version {LATEST_VERSION}"
-        + (" (already up to date)" if not applied and before == LATEST_VERSION else "")
-    )
 
 
 # --- keys -------------------------------------------------------------------
@@ -184,52 +160,6 @@ def keys_revoke(key_id_or_prefix: str) -> None:
     _err(f"revoked key {info.prefix} (id {info.id}) of {info.user}")
 
 
-# --- status -----------------------------------------------------------------
-
-
-def _probe(url: str, ready_path: str = "/ready") -> tuple[str, str]:
-    try:
-        # trust_env=False: never send probes of loopback services through HTTP_PROXY.
-        response = httpx.get(
-            url + ready_path, timeout=2.0, trust_env=False, verify=default_ssl_context()
-        )
-    except httpx.HTTPError as exc:
-        return "down", type(exc).__name__
-    if response.status_code == 200:
-        return "ready", ""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    names = body.get("not_ready") if isinstance(body, dict) else None
-    if isinstance(names, list) and names:
-        return "not ready", ", ".join(str(name) for name in names)
-    # Not one of our services, or an unexpected answer: one line for the table.
-    text = " ".join(response.text.split())[:80]
-    return "not ready", f"HTTP {response.status_code}" + (f": {text}" if text else "")
-
-
-@cli.command()
-def status() -> None:
-    """Show whether each service answers; exit status 1 if any is not ready."""
-    settings = _settings()
-    rows = []
-    healthy = True
-    probes = [(spec.name, spec.url, spec.ready_path) for spec in platform_services(settings)]
-    if monitoring_installed():
-        probes += [
-            ("prometheus", settings.service_url(settings.prometheus_port), "/-/ready"),
-            ("alertmanager", settings.service_url(settings.alertmanager_port), "/-/ready"),
-        ]
-    for name, url, ready_path in probes:
-        state, detail = _probe(url, ready_path)
-        healthy &= state == "ready"
-        rows.append([name, url, state, detail])
-    click.echo(_table(rows, ["SERVICE", "URL", "STATE", "DETAIL"]))
-    if not healthy:
-        sys.exit(1)
-
-
 # --- up ---------------------------------------------------------------------
 
 
@@ -259,7 +189,7 @@ def up(timeout: float) -> None:
     check_platform_settings()  # a bad variable of any service: one line, nothing started
     private_dir(settings.data_dir)  # 0700: key hashes, audit log, logs (docs/security.md)
     run_dir = private_dir(settings.data_dir / "run")
-    lock = FileLock(str(run_dir / "up.lock"))
+    lock = up_lock(settings.data_dir)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -277,69 +207,95 @@ def up(timeout: float) -> None:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     log_dir = settings.data_dir / "logs"
-    supervisor = Supervisor(log_dir, echo=_err)
+    answers: dict[str, str] = {}
+
+    def publish(sup: Supervisor) -> None:
+        write_status(run_dir, sup.snapshot(), answers)
+
+    supervisor = Supervisor(log_dir, echo=_err, on_change=publish)
+    for _stale in take_requests(run_dir):
+        pass  # left by a run that died before answering; its requester gave up long ago
+    backups = start_scheduled_backups(BackupSettings(), echo=_err)
     code = 0
     try:
         _bootstrap_admin(settings)
-        rows = []
-        # Start everything at once (imports dominate start-up), then wait for each.
-        started = time.monotonic()
-        runs = []
+        # Start everything at once (imports dominate start-up), then follow each until
+        # it is ready or given up on (a crash at start is restarted like any other).
+        launched = time.time()
         specs = platform_services(settings)
+        policy = restart_policy(SupervisorSettings())
         monitoring, missing = monitoring_services(settings)
         if missing:
             _err(f"warning: running without Prometheus and Alertmanager: {missing}")
         for spec in [*specs, *monitoring]:
-            spec = replace(spec, start_timeout=timeout)
+            spec = replace(spec, start_timeout=timeout, restart=policy)
             _err(f"starting {spec.name} on {spec.url} …")
-            runs.append(supervisor.start(spec))
-        for running in runs:
-            if stop.is_set():
-                break
-            supervisor.wait_ready(running)
-            rows.append(
-                [
-                    running.spec.name,
-                    running.spec.url,
-                    "ready",
-                    f"{time.monotonic() - started:.1f}s",
-                    str(running.process.pid),
-                ]
-            )
+            supervisor.launch(spec)
+        while not stop.is_set() and not supervisor.settled():
+            _supervise(supervisor, run_dir, answers)
+            stop.wait(0.1)
         if not stop.is_set():
+            rows = []
+            for service in supervisor.services.values():
+                ready_in = f"{service.ready_at - launched:.1f}s" if service.ready_at else "-"
+                rows.append(
+                    [
+                        service.spec.name,
+                        service.spec.url,
+                        str(service.state),
+                        ready_in,
+                        str(service.pid or "-"),
+                    ]
+                )
             _err(_table(rows, ["SERVICE", "URL", "STATE", "STARTED IN", "PID"]))
             _err(f"logs: {log_dir}/<service>.log   stop: Ctrl-C")
-        # A service that dies is reported, and the others keep running: Prometheus
-        # must stay up to see it down and alert. Everything stops on Ctrl-C/SIGTERM.
-        reported: set[str] = set()
+        # A service that exits is restarted under its policy; one in a crash loop is left
+        # down and the others keep running (Prometheus must stay up to alert on it).
         while not stop.is_set():
-            for running in supervisor.exited():
-                if running.spec.name in reported:
-                    continue
-                reported.add(running.spec.name)
-                failure = ServiceFailed(
-                    running.spec.name,
-                    f"exited unexpectedly with code {running.process.returncode}; the other"
-                    " services keep running (restart `ai-suite up` to start it again)",
-                    running.log_tail(),
-                )
-                _err(f"error: {failure}")
-                code = 1
-            stop.wait(0.5)
+            _supervise(supervisor, run_dir, answers)
+            stop.wait(0.2)
+        if any(s.state == State.FAILED for s in supervisor.services.values()):
+            code = 1
     except ServiceFailed as exc:
         _err(f"error: {exc}")
         code = 1
     finally:
+        if backups:
+            backups.stop()
         supervisor.stop_all()
+        clear_status(run_dir)
         lock.release()
         _err("all services stopped")
     sys.exit(code)
 
 
+def _supervise(supervisor: Supervisor, run_dir: Path, answers: dict[str, str]) -> None:
+    """One round: restarts due, readiness, then requests from `ai-suite restart`."""
+    supervisor.tick()
+    for request in take_requests(run_dir):
+        if request.action != "restart":
+            answers[request.id] = f"error: unknown request {request.action!r}"
+        elif request.service not in supervisor.services:
+            answers[request.id] = (
+                f"error: no service {request.service!r} runs here; services:"
+                f" {', '.join(supervisor.services)}"
+            )
+        else:
+            answers[request.id] = supervisor.request_restart(request.service)
+        while len(answers) > ANSWERS_KEPT:
+            del answers[next(iter(answers))]
+        write_status(run_dir, supervisor.snapshot(), answers)
+
+
 cli.add_command(approvals)
+cli.add_command(db)
 cli.add_command(alerts)
 cli.add_command(mcp)
 cli.add_command(rag)
+cli.add_command(audit)
+cli.add_command(logs)
+cli.add_command(status)
+cli.add_command(restart)
 
 
 def main() -> None:

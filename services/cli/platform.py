@@ -8,20 +8,41 @@ from __future__ import annotations
 
 import sys
 
+from services.cli.settings import SupervisorSettings
 from services.core.settings import CoreSettings
-from services.core.supervisor import ServiceSpec
+from services.core.supervisor import RestartPolicy, ServiceSpec
+
+
+def restart_policy(settings: SupervisorSettings) -> RestartPolicy:
+    """Every service's restart policy under ``ai-suite up`` (AI_SUITE_RESTART_*)."""
+    return RestartPolicy(
+        on_failure=settings.restart_policy == "on-failure",
+        max_restarts=settings.restart_limit,
+        window=settings.restart_window,
+        backoff_initial=settings.restart_backoff,
+        backoff_max=settings.restart_backoff_max,
+    )
 
 
 def check_platform_settings() -> None:
     """Build every service's settings as its process will, so that a bad variable stops
     ``ai-suite up`` with one line (InvalidSettings) before anything starts or is created,
     rather than as a service that exits during start-up."""
+    from services.cli.settings import SupervisorSettings
     from services.gateway.settings import GatewaySettings
     from services.mcp.settings import McpSettings
     from services.monitoring.settings import MonitoringSettings
     from services.rag.settings import RagSettings
+    from services.security.settings import BackupSettings
 
-    for settings_class in (GatewaySettings, McpSettings, RagSettings, MonitoringSettings):
+    for settings_class in (
+        GatewaySettings,
+        McpSettings,
+        RagSettings,
+        MonitoringSettings,
+        SupervisorSettings,
+        BackupSettings,
+    ):
         settings_class()
 
 
@@ -49,6 +70,7 @@ def platform_services(settings: CoreSettings) -> list[ServiceSpec]:
             host=settings.host,
             port=port,
             env=env,
+            restart=restart_policy(SupervisorSettings()),
         )
         for name, module, port in services
     ]

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from services.core.health import Check
 from services.core.http import make_async_client
+from services.core.supervision import RestartsCollector, run_dir
 from services.gateway.discovery import ModelDiscovery
 from services.gateway.forward import Target, add_forwarding
 from services.gateway.proxy import NOT_CONFIGURED, PASSTHROUGH_LABEL, InferenceProxy
@@ -30,10 +31,17 @@ from services.gateway.registry import (
     ModelRegistry,
     load_registry,
 )
+from services.gateway.routes import audit as audit_routes
 from services.gateway.routes import chat, completions, embeddings
 from services.gateway.routes import models as models_routes
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import LlmMetrics, UpstreamPool
+from services.security.audit_archive import (
+    ARCHIVE_DIR_NAME,
+    ArchiveMetrics,
+    AuditArchiver,
+    run_periodically,
+)
 from services.security.bootstrap import secure_service_app
 from services.security.db import Database
 from services.security.fairness import Fairness, FairnessMetrics, open_fairness_db
@@ -95,13 +103,21 @@ def create_app(
             len(models.list_models()),
             len(models.backends),
         )
-        leases_task = asyncio.create_task(fairness.run(), name="fairness-leases")
+        tasks = [
+            asyncio.create_task(fairness.run(), name="fairness-leases"),
+            asyncio.create_task(
+                run_periodically(archiver, settings.audit_archive_interval_seconds),
+                name="audit-archive",
+            ),
+        ]
         try:
             yield
         finally:
-            leases_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await leases_task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for owned in inference_clients.values():
                 await owned.aclose()
             if owns_client:
@@ -118,11 +134,20 @@ def create_app(
         limits=settings.request_limits,
     )
     app = parts.app
+    # The supervisor of `ai-suite up` is not scraped; its restart counts are, through here.
+    parts.registry.register(RestartsCollector(run_dir(settings.data_dir)))
     fairness = Fairness(
         fairness_db,
         SERVICE,
         settings.fairness_limits,
         metrics=FairnessMetrics(parts.registry, SERVICE),
+    )
+    archiver = AuditArchiver(
+        database,
+        settings.data_dir / ARCHIVE_DIR_NAME,
+        retention_days=settings.audit_retention_days,
+        batch_rows=settings.audit_archive_batch_rows,
+        metrics=ArchiveMetrics(parts.registry),
     )
     pool = UpstreamPool(
         models,
@@ -147,6 +172,7 @@ def create_app(
     app.include_router(chat.router(proxy))
     app.include_router(completions.router(proxy))
     app.include_router(embeddings.router(proxy))
+    app.include_router(audit_routes.router())
     add_forwarding(
         app,
         client,

@@ -117,6 +117,30 @@ class GatewaySettings(CoreSettings):
         " every gateway process.",
     )
 
+    audit_retention_days: int = env_field(
+        "AUDIT_RETENTION_DAYS",
+        default=90,
+        ge=0,
+        description="Audit rows older than this many days are moved to gzip JSONL files in"
+        " AI_SUITE_DATA_DIR/audit-archive (checksummed, durable before the rows are deleted);"
+        " 0 keeps every row in the database forever.",
+    )
+    audit_archive_interval_seconds: float = env_field(
+        "AUDIT_ARCHIVE_INTERVAL_SECONDS",
+        default=3600.0,
+        gt=0,
+        description="How often the gateway archives audit rows past AUDIT_RETENTION_DAYS (also"
+        " once at start); `ai-suite audit archive` does it on demand.",
+    )
+    audit_archive_batch_rows: int = env_field(
+        "AUDIT_ARCHIVE_BATCH_ROWS",
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Audit rows per archive file; audit writes wait while one batch is"
+        " written and synced (about 150 ms for 2000 rows, benchmarks/bench_audit_archive.py).",
+    )
+
     mcp_url: str | None = env_field(
         "MCP_URL",
         default=None,

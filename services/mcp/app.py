@@ -17,6 +17,7 @@ from services.core.health import Check
 from services.core.http import make_async_client
 from services.mcp.approvals import ApprovalMetrics, ApprovalStore, ApprovalSweeper
 from services.mcp.box import Box
+from services.mcp.notify import build_notifier
 from services.mcp.pipeline import ToolMetrics, ToolPipeline
 from services.mcp.protocol import McpProtocol
 from services.mcp.rest import approvals_router, tools_router
@@ -70,6 +71,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             fairness_db.close()
+            if notifier is not None:
+                await asyncio.to_thread(notifier.close)
             if owns_client:
                 await client.aclose()
             if owns_db:
@@ -84,11 +87,13 @@ def create_app(
     )
     app = parts.app
     parts.checks.append(_sandbox_check(box))
+    notifier = build_notifier(settings, parts.registry)
     approvals = ApprovalStore(
         database,
         security.audit,
         ApprovalMetrics(parts.registry, database),
         ttl_seconds=settings.approval_ttl_seconds,
+        on_created=notifier.submit if notifier else None,
     )
     sweeper = ApprovalSweeper(
         approvals, min(settings.approval_sweep_seconds, settings.approval_ttl_seconds)

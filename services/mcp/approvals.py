@@ -137,12 +137,21 @@ class ApprovalMetrics:
 
 class ApprovalStore:
     def __init__(
-        self, db: Database, audit: AuditLog, metrics: ApprovalMetrics, *, ttl_seconds: float
+        self,
+        db: Database,
+        audit: AuditLog,
+        metrics: ApprovalMetrics,
+        *,
+        ttl_seconds: float,
+        on_created: Callable[[Approval], None] | None = None,
     ) -> None:
         self.db = db
         self.audit = audit
         self.metrics = metrics
         self.ttl = ttl_seconds
+        # Told about each new pending request once it has committed (the notifier,
+        # services/mcp/notify.py); it must return at once and never raise.
+        self.on_created = on_created
 
     # --- reading ------------------------------------------------------------
 
@@ -189,6 +198,8 @@ class ApprovalStore:
             )
             approval = self._record(tx, REQUESTED, approval_id, principal)
         self._count(REQUESTED)
+        if self.on_created is not None:
+            self.on_created(approval)
         return approval
 
     def approve(

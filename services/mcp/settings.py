@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from services.core.settings import CoreSettings, env_field
 from services.security.fairness import FairnessLimits
@@ -136,6 +136,70 @@ class McpSettings(CoreSettings):
         default=False,
         description="Let a requester approve their own request (single-user development).",
     )
+    # New pending approvals reach the approvers (services/mcp/notify.py, docs/mcp.md).
+    approval_webhook_url: str | None = env_field(
+        "MCP_APPROVAL_WEBHOOK_URL",
+        default=None,
+        description="POST a JSON document here for every new pending approval (unset: no"
+        " webhook).",
+    )
+    approval_webhook_secret: SecretStr | None = env_field(
+        "MCP_APPROVAL_WEBHOOK_SECRET",
+        default=None,
+        description="Sign webhook bodies: X-AI-Suite-Signature: sha256=HMAC-SHA256(secret, body).",
+    )
+    approval_smtp_host: str | None = env_field(
+        "MCP_APPROVAL_SMTP_HOST",
+        default=None,
+        description="E-mail every new pending approval through this SMTP server (unset: no"
+        " e-mail); needs MCP_APPROVAL_SMTP_FROM and MCP_APPROVAL_SMTP_TO.",
+    )
+    approval_smtp_port: int = env_field(
+        "MCP_APPROVAL_SMTP_PORT",
+        default=587,
+        ge=1,
+        le=65535,
+        description="Port of MCP_APPROVAL_SMTP_HOST (587: the mail submission port).",
+    )
+    approval_smtp_from: str = env_field(
+        "MCP_APPROVAL_SMTP_FROM", default="", description="Sender address of approval e-mails."
+    )
+    approval_smtp_to: str = env_field(
+        "MCP_APPROVAL_SMTP_TO",
+        default="",
+        description="Recipients of approval e-mails (comma separated).",
+    )
+    approval_smtp_starttls: bool = env_field(
+        "MCP_APPROVAL_SMTP_STARTTLS",
+        default=True,
+        description="Upgrade the SMTP connection with STARTTLS before logging in or sending.",
+    )
+    approval_smtp_user: str | None = env_field(
+        "MCP_APPROVAL_SMTP_USER", default=None, description="SMTP login (unset: no login)."
+    )
+    approval_smtp_password: SecretStr | None = env_field(
+        "MCP_APPROVAL_SMTP_PASSWORD", default=None, description="SMTP password."
+    )
+    approval_notify_attempts: int = env_field(
+        "MCP_APPROVAL_NOTIFY_ATTEMPTS",
+        default=4,
+        ge=1,
+        le=20,
+        description="Tries per notification before it counts as failed"
+        ' (approval_notifications_total{outcome="failed"}).',
+    )
+    approval_notify_backoff_seconds: float = env_field(
+        "MCP_APPROVAL_NOTIFY_BACKOFF_SECONDS",
+        default=1.0,
+        ge=0,
+        description="First wait between tries; doubles each time (at most 30 times this).",
+    )
+    approval_notify_timeout_seconds: float = env_field(
+        "MCP_APPROVAL_NOTIFY_TIMEOUT_SECONDS",
+        default=10.0,
+        gt=0,
+        description="Timeout of one webhook request or SMTP conversation.",
+    )
     # ``rag_url`` is the property below; the raw value is accepted under that name too.
     rag_url_raw: str | None = env_field(
         "RAG_URL",
@@ -149,6 +213,19 @@ class McpSettings(CoreSettings):
     @classmethod
     def _join(cls, value: object) -> str:
         return ",".join(split_list(value)) if isinstance(value, list | tuple) else str(value)
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> McpSettings:
+        if self.approval_smtp_host and not (self.approval_smtp_from and self.approval_smtp_to):
+            raise ValueError(
+                "MCP_APPROVAL_SMTP_HOST is set, so approval e-mails need a sender and"
+                " recipients: set MCP_APPROVAL_SMTP_FROM and MCP_APPROVAL_SMTP_TO"
+            )
+        return self
+
+    @property
+    def approval_smtp_recipients(self) -> list[str]:
+        return [address.strip() for address in self.approval_smtp_to.split(",") if address.strip()]
 
     @property
     def fairness_limits(self) -> FairnessLimits:

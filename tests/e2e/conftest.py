@@ -131,7 +131,14 @@ def start_platform(cwd: Path, env_extra: dict[str, str]) -> Platform:
 
 @contextmanager
 def running_platform(cwd: Path, inference_url: str) -> Iterator[Platform]:
-    running = start_platform(cwd, {"INFERENCE_URL": inference_url})
+    with running_platform_env(cwd, {"INFERENCE_URL": inference_url}) as running:
+        yield running
+
+
+@contextmanager
+def running_platform_env(cwd: Path, env_extra: dict[str, str]) -> Iterator[Platform]:
+    """``ai-suite up`` with extra environment (settings under test), stopped after."""
+    running = start_platform(cwd, env_extra)
     try:
         yield running
     finally:

@@ -66,6 +66,10 @@ MAY_BE_EMPTY: dict[tuple[str, int], tuple[str, str]] = {
         "Firing alerts",
         "the ALERTS table is empty while nothing fires (panel 3 counts them with vector(0))",
     ),
+    ("Local AI Suite — system overview", 12): (
+        "Restarts by ai-suite up",
+        "ai_suite_service_restarts_total exists only under `ai-suite up`, not in a test stack",
+    ),
 }
 
 

@@ -23,6 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 # The plugins' own distribution (a uv workspace member): nothing of the platform.
 PROJECT = REPO / "pytest_plugins"
 DISTRIBUTION = "ai-suite-pytest"
+# Its process core (groups, probes, stop), a distribution the platform shares: installed
+# from this checkout too, as PyPI would serve both.
+PROCS_PROJECT = REPO / "procs"
+PROCS_DISTRIBUTION = "ai-suite-procs"
 INSTALL_TIMEOUT_S = 480
 RUN_TIMEOUT_S = 120
 # The only variables a user's shell would plausibly pass on; everything else (PYTHONPATH,
@@ -55,7 +59,7 @@ def write_constraints(path: Path) -> Path:
             for dist in distributions()
             if dist.metadata["Name"]
             and dist.metadata["Name"].lower().replace("_", "-")
-            not in (DISTRIBUTION, "local-ai-suite")
+            not in (DISTRIBUTION, PROCS_DISTRIBUTION, "local-ai-suite")
         }
     )
     path.write_text("\n".join(pins) + "\n", encoding="utf-8")
@@ -129,18 +133,20 @@ def install_env() -> dict[str, str]:
 
 
 def install_with_uv(uv: str, workdir: Path, constraints: Path, also: Sequence[str] = ()) -> Path:
-    """The plugins' wheel (built from its sdist), plus ``also`` (e.g. a project's path)."""
+    """The plugins' wheel and their process core's (each built from its sdist), plus
+    ``also`` (e.g. a project's path)."""
     env = install_env()
     dist, venv = workdir / "dist", workdir / "venv"
     # `uv build` makes the sdist, then the wheel from that sdist: both must be complete.
-    check(
-        [uv, "build", "--python", sys.executable, "--out-dir", str(dist), str(PROJECT)],
-        cwd=workdir,
-        env=env,
-        timeout=INSTALL_TIMEOUT_S,
-    )
+    for project in (PROCS_PROJECT, PROJECT):
+        check(
+            [uv, "build", "--python", sys.executable, "--out-dir", str(dist), str(project)],
+            cwd=workdir,
+            env=env,
+            timeout=INSTALL_TIMEOUT_S,
+        )
     wheels = sorted(dist.glob("*.whl"))
-    assert len(wheels) == 1, f"expected one wheel in {dist}, found {wheels}"
+    assert len(wheels) == 2, f"expected two wheels in {dist}, found {wheels}"
     check(
         [uv, "venv", "--python", sys.executable, str(venv)],
         cwd=workdir,
@@ -149,7 +155,7 @@ def install_with_uv(uv: str, workdir: Path, constraints: Path, also: Sequence[st
     )
     install = [uv, "pip", "install", "--python", str(venv / "bin" / "python")]
     check(
-        [*install, "-c", str(constraints), str(wheels[0]), *also],
+        [*install, "-c", str(constraints), *map(str, wheels), *also],
         cwd=workdir,
         env=env,
         timeout=INSTALL_TIMEOUT_S,
@@ -169,7 +175,10 @@ def install_with_pip(workdir: Path, constraints: Path, also: Sequence[str] = ())
     # pip builds the wheel straight from the checkout (no sdist step without `build`).
     python = str(venv / "bin" / "python")
     check(
-        [python, "-m", "pip", "install", "--quiet", "-c", str(constraints), str(PROJECT), *also],
+        [
+            *(python, "-m", "pip", "install", "--quiet", "-c", str(constraints)),
+            *(str(PROCS_PROJECT), str(PROJECT), *also),
+        ],
         cwd=workdir,
         env=env,
         timeout=INSTALL_TIMEOUT_S,

@@ -38,7 +38,8 @@ async def rag_search(ctx: ToolContext, args: RagSearchArgs) -> dict[str, Any]:
     except httpx.HTTPError as exc:
         raise ToolError(
             f"the RAG service at {ctx.settings.rag_url} is not reachable ({type(exc).__name__});"
-            " start it with `ai-suite up` or set RAG_URL",
+            " `ai-suite status` shows why and `ai-suite restart rag` starts it again"
+            " (`ai-suite up` if the platform is not running), or set RAG_URL",
             code="rag_unavailable",
             status=503,
         ) from None

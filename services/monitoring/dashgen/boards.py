@@ -206,6 +206,21 @@ def overview(base_url: str) -> Board:
             Pos(0, 36, 24, 10),
             '{level=~"ERROR|CRITICAL", service=~"$service"}',
         ),
+        series(
+            12,
+            "Restarts by ai-suite up",
+            Pos(0, 46, 24, 8),
+            # Exposed by the gateway for the supervisor of `ai-suite up` (not in containers).
+            # A service that crashes and comes back within ServiceDown's `for` shows only here.
+            Q(
+                f"increase(ai_suite_service_restarts_total{{{svc}}}[$__rate_interval])",
+                "{{service}} {{reason}}",
+            ),
+            unit="short",
+            minimum=0,
+            description="Restarts of each service by the supervisor of `ai-suite up` (crash:"
+            " it exited or never became ready; requested: `ai-suite restart`).",
+        ),
     )
 
 
@@ -362,13 +377,13 @@ def security(base_url: str) -> Board:
         single(
             7,
             "Audit writes (last hour)",
-            Pos(0, 18, 12, 4),
+            Pos(0, 18, 8, 4),
             Q("sum(increase(audit_writes_total[1h]))"),
         ),
         single(
             8,
             "Audit write failures (last 24 h)",
-            Pos(12, 18, 6, 4),
+            Pos(8, 18, 4, 4),
             Q("sum(increase(audit_write_failures_total[24h]))"),
             steps=[(None, "green"), (1, "red")],
             links=b.alert_links(8),
@@ -376,9 +391,24 @@ def security(base_url: str) -> Board:
         single(
             19,
             "Tool calls interrupted by a restart (last 24 h)",
-            Pos(18, 18, 6, 4),
+            Pos(12, 18, 4, 4),
             Q("sum(increase(audit_recovered_calls_total[24h]))"),
             steps=[(None, "green"), (1, "orange")],
+        ),
+        single(
+            20,
+            "Audit rows archived (last 24 h)",
+            Pos(16, 18, 4, 4),
+            Q("sum(increase(audit_archived_rows_total[24h])) or vector(0)"),
+            description="Rows past AUDIT_RETENTION_DAYS moved to data_dir/audit-archive.",
+        ),
+        single(
+            21,
+            "Audit archive failures (last 24 h)",
+            Pos(20, 18, 4, 4),
+            Q("sum(increase(audit_archive_failures_total[24h])) or vector(0)"),
+            steps=[(None, "green"), (1, "red")],
+            links=b.alert_links(21),
         ),
         row(9, "Approvals", 22),
         single(

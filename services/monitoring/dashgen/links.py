@@ -64,6 +64,7 @@ ALERT_PANELS: tuple[AlertPanel, ...] = (
     AlertPanel("RbacDenialSpike", "ai-suite-security", 5),
     AlertPanel("AuthFailureSpike", "ai-suite-security", 4),
     AlertPanel("AuditWriteFailures", "ai-suite-security", 8),
+    AlertPanel("AuditArchiveFailing", "ai-suite-security", 21),
     AlertPanel("ApprovalBacklog", "ai-suite-security", 10),
     AlertPanel("ApprovalsExpiring", "ai-suite-security", 10),
     AlertPanel("ApprovalsExpired", "ai-suite-security", 11),

@@ -23,13 +23,16 @@ from pathlib import Path
 
 import psutil
 import pytest
+from ai_suite_procs.groups import _LIBC, _prepare_child
 
 from services.core.supervisor import (
-    _LIBC,
+    NEVER_RESTART,
+    RestartPolicy,
+    RestartReason,
     ServiceFailed,
     ServiceSpec,
+    State,
     Supervisor,
-    _die_with_parent,
     port_in_use,
 )
 from tests.support.live import free_port
@@ -261,7 +264,7 @@ def test_children_die_when_the_supervisor_is_killed(tmp_path: Path) -> None:
 
 
 def _forked_exit_code(expected_parent: int) -> int:
-    """Run ``_die_with_parent`` in a fork of this process; exit with the armed signal."""
+    """Run ``_prepare_child`` in a fork of this process; exit with the armed signal."""
     with warnings.catch_warnings():
         # Python 3.12+ warns about fork() with threads; the child only calls prctl.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -269,7 +272,7 @@ def _forked_exit_code(expected_parent: int) -> int:
     if pid == 0:  # pragma: no cover - the child
         code = 100
         try:
-            _die_with_parent(expected_parent)
+            _prepare_child(expected_parent, die_with_parent=True, umask=None)
             armed = ctypes.c_int()
             _LIBC.prctl(2, ctypes.byref(armed))  # PR_GET_PDEATHSIG
             code = armed.value
@@ -324,3 +327,151 @@ def test_logs_are_0600_and_children_create_private_files(
         assert stat.S_IMODE((tmp_path / "logs" / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE(made.stat().st_mode) == 0o600
     assert stat.S_IMODE(made_dir.stat().st_mode) == 0o700
+
+
+# --- restarts (launch + tick) ---------------------------------------------------------
+
+QUICK = RestartPolicy(max_restarts=2, window=60.0, backoff_initial=0.01, backoff_max=0.05)
+
+
+def tick_until(supervisor: Supervisor, condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        supervisor.tick()
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.usefixtures("dead_proxy")
+def test_crash_loop_gives_up_after_the_limit_and_keeps_the_others(
+    supervisor: Supervisor, echoed: list[str]
+) -> None:
+    changes: list[str] = []
+    supervisor.on_change = lambda sup: changes.extend(
+        str(s.state) for s in sup.services.values() if s.spec.name == "gateway"
+    )
+    web = supervisor.launch(spec("web", HTTP_CHILD, start_timeout=10))
+    crashing = supervisor.launch(spec("gateway", CRASHING_CHILD, restart=QUICK))
+
+    assert tick_until(supervisor, supervisor.settled)
+
+    assert crashing.state == State.FAILED
+    assert crashing.restarts == {RestartReason.CRASH: 2, RestartReason.REQUESTED: 0}
+    assert crashing.last_exit_code == 3
+    assert crashing.reason == (
+        "exited during start-up (code 3); gave up after 2 restarts within 60s (crash loop)"
+    )
+    assert crashing.pid is None
+    assert crashing.log_tail[-1] == "error: GATEWAY_UPSTREAMS is not valid JSON"
+    assert web.state == State.READY  # never touched
+    assert web.restarts[RestartReason.CRASH] == 0
+    assert "failed" in changes
+    restarting = [line for line in echoed if "restarting in" in line]
+    assert [line.split("\n")[0] for line in restarting] == [
+        "gateway: exited during start-up (code 3); restarting in 0.01s"
+        " (restart 1 of at most 2 within 60s)",
+        "gateway: exited during start-up (code 3); restarting in 0.02s"
+        " (restart 2 of at most 2 within 60s)",
+    ]
+    assert echoed[-1].startswith(
+        "error: gateway: exited during start-up (code 3); gave up after 2 restarts"
+    )
+    assert supervisor.snapshot()["gateway"]["state"] == "failed"
+
+
+def test_restarts_older_than_the_window_do_not_count(supervisor: Supervisor) -> None:
+    # Each run lasts 0.2 s, longer than the 0.05 s window: no restart is ever "recent",
+    # so the limit of 1 is never reached (the other side of the crash-loop test).
+    policy = RestartPolicy(max_restarts=1, window=0.05, backoff_initial=0.01)
+    script = "import sys, time; time.sleep(0.2); sys.exit(4)"
+    service = supervisor.launch(spec("flaky", script, restart=policy))
+
+    assert tick_until(supervisor, lambda: service.restarts[RestartReason.CRASH] >= 3)
+
+    assert service.state != State.FAILED
+
+
+def test_no_restart_policy_leaves_it_down(supervisor: Supervisor) -> None:
+    service = supervisor.launch(spec("once", CRASHING_CHILD, restart=NEVER_RESTART))
+
+    assert tick_until(supervisor, supervisor.settled)
+
+    assert service.state == State.FAILED
+    assert service.reason == "exited during start-up (code 3); its restart policy is never"
+    assert service.restarts[RestartReason.CRASH] == 0
+
+
+@pytest.mark.usefixtures("dead_proxy")
+def test_killed_service_is_restarted_and_awaited_ready(
+    supervisor: Supervisor, echoed: list[str]
+) -> None:
+    service = supervisor.launch(spec("web", HTTP_CHILD, start_timeout=10, restart=QUICK))
+    assert tick_until(supervisor, lambda: service.state == State.READY)
+    first = service.pid
+    assert first is not None
+    (grandchild,) = psutil.Process(first).children()
+
+    os.kill(first, signal.SIGKILL)
+    assert tick_until(supervisor, lambda: service.state != State.READY)
+    assert tick_until(supervisor, lambda: service.state == State.READY)
+
+    assert service.pid not in (None, first)
+    assert service.restarts[RestartReason.CRASH] == 1
+    assert service.reason == "exited unexpectedly (killed by SIGKILL)"
+    assert wait_until(lambda: gone(grandchild.pid))  # the old group went with it
+    assert any(line.startswith(f"web is ready again (pid {service.pid}") for line in echoed)
+    assert [r.process.pid for r in supervisor.running] == [service.pid]
+
+
+@pytest.mark.usefixtures("dead_proxy")
+def test_requested_restart_stops_and_starts_one_service(supervisor: Supervisor) -> None:
+    service = supervisor.launch(spec("web", HTTP_CHILD, start_timeout=10, restart=QUICK))
+    other = supervisor.launch(spec("other", HTTP_CHILD, start_timeout=10, restart=QUICK))
+    assert tick_until(supervisor, supervisor.settled)
+    first, other_pid = service.pid, other.pid
+
+    assert supervisor.request_restart("web") == "web: restarting (requested)"
+    assert service.state == State.STOPPING
+    assert tick_until(supervisor, lambda: service.state == State.READY)
+
+    assert service.pid not in (None, first)
+    assert service.restarts == {RestartReason.CRASH: 0, RestartReason.REQUESTED: 1}
+    assert service.last_exit_code == -signal.SIGTERM
+    assert other.pid == other_pid
+    with pytest.raises(KeyError):
+        supervisor.request_restart("nope")
+
+
+def test_requested_restart_of_a_given_up_service_starts_it_with_a_fresh_budget(
+    supervisor: Supervisor,
+) -> None:
+    service = supervisor.launch(spec("gateway", CRASHING_CHILD, restart=QUICK))
+    assert tick_until(supervisor, supervisor.settled)
+    assert service.state == State.FAILED
+
+    assert supervisor.request_restart("gateway") == "gateway: starting again (requested)"
+
+    assert service.state == State.STARTING
+    assert tick_until(supervisor, lambda: service.state == State.FAILED)
+    assert service.restarts == {RestartReason.CRASH: 4, RestartReason.REQUESTED: 1}
+
+
+def test_never_ready_counts_as_a_crash(supervisor: Supervisor) -> None:
+    policy = RestartPolicy(max_restarts=0)
+    service = supervisor.launch(spec("slow", SLEEPING_CHILD, start_timeout=0.3, restart=policy))
+    first = service.running.process if service.running else None
+
+    assert tick_until(supervisor, supervisor.settled)
+
+    assert service.state == State.FAILED
+    assert service.reason.startswith("not ready after 0.3s (last probe: ")
+    assert service.reason.endswith("; gave up after 0 restarts within 60s (crash loop)")
+    assert first is not None
+    assert first.returncode == -signal.SIGKILL
+
+
+def test_backoff_doubles_up_to_its_maximum() -> None:
+    policy = RestartPolicy(backoff_initial=0.5, backoff_max=30.0)
+    assert [policy.delay(n) for n in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]

@@ -24,6 +24,7 @@ import pytest
 from filelock import FileLock
 
 from tests.support.external_env import (
+    PROCS_PROJECT,
     PROJECT,
     REPO,
     RUN_TIMEOUT_S,
@@ -38,6 +39,8 @@ pytestmark = pytest.mark.timeout(600)
 
 SOURCES = PROJECT / "src"
 PACKAGES = ("ai_suite_pytest",)
+PROCS_SOURCES = PROCS_PROJECT / "src"
+PROCS_PACKAGES = ("ai_suite_procs",)
 DOCS = REPO / "docs" / "testing"
 PLUGIN_DOCS = {"stack": "stack.md", "sqlite_reset": "sqlite-reset.md", "metrics": "metrics.md"}
 # The issue's bound: what a team adopting the plugins takes on, the plugins included.
@@ -146,11 +149,11 @@ def run_example(
     return result, outcomes(report)
 
 
-def package_files(root: Path) -> set[str]:
-    """Files of PACKAGES under ``root``, minus the bytecode Python writes next to them."""
+def package_files(root: Path, packages: tuple[str, ...] = PACKAGES) -> set[str]:
+    """Files of ``packages`` under ``root``, minus the bytecode Python writes next to them."""
     return {
         path.relative_to(root).as_posix()
-        for package in PACKAGES
+        for package in packages
         for path in (root / package).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     }
@@ -173,6 +176,9 @@ def test_every_file_of_the_checkout_packages_is_installed(external: ExternalEnv)
     ).stdout.strip()
     missing = package_files(SOURCES) - package_files(Path(site_packages))
     assert not missing, f"in the checkout but not in the installed distribution: {sorted(missing)}"
+    procs = package_files(PROCS_SOURCES, PROCS_PACKAGES)
+    missing = procs - package_files(Path(site_packages), PROCS_PACKAGES)
+    assert not missing, f"in the checkout but not in the installed process core: {sorted(missing)}"
 
 
 def installed(external: ExternalEnv) -> dict[str, list[str]]:
@@ -200,6 +206,7 @@ def test_the_plugins_install_nothing_of_the_platform(external: ExternalEnv) -> N
     packages = {name for names in dists.values() for name in names}
     assert "services" not in packages, dists
     assert "local-ai-suite" not in dists, sorted(dists)
+    assert dists["ai-suite-procs"] == ["ai_suite_procs"]  # the shared process core only
     # pip and setuptools come with `python -m venv`, not with the plugins.
     ours = sorted(set(dists) - {"pip", "setuptools"})
     assert len(ours) <= MAX_DISTRIBUTIONS, f"{len(ours)} distributions installed: {ours}"

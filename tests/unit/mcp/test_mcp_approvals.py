@@ -185,3 +185,31 @@ def test_listing_filters(setup) -> None:
     # The approver sees the hash the call is bound to (redacted values stay distinguishable).
     assert first.as_dict()["args_hash"] == "h"
     assert "user_id" not in first.as_dict()
+
+
+def test_on_created_hears_of_each_new_request_once_it_committed(setup, db) -> None:
+    _, _, principal = setup
+    registry = CollectorRegistry()
+    heard: list[tuple[str, int]] = []
+
+    def on_created(approval) -> None:
+        # Committed already: a second connection sees the row.
+        other = Database(db.path)
+        try:
+            rows = other.query("SELECT 1 FROM approval_requests WHERE id = ?", (approval.id,))
+        finally:
+            other.close()
+        heard.append((approval.status, len(rows)))
+
+    store = ApprovalStore(
+        db,
+        AuditLog(db, registry),
+        ApprovalMetrics(registry, db),
+        ttl_seconds=3600,
+        on_created=on_created,
+    )
+    dev, admin = principal("dev", "developer"), principal("boss", "admin")
+    created = store.create(dev, "write_file", "h1", {"path": "a"})
+    store.approve(created.id, admin, None, allow_self=False)
+
+    assert heard == [("pending", 1)]

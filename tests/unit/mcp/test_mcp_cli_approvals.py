@@ -104,3 +104,46 @@ def test_default_url_comes_from_settings(monkeypatch) -> None:
     monkeypatch.setenv("GATEWAY_PORT", "8123")
     monkeypatch.setenv("AI_SUITE_HOST", "127.0.0.1")
     assert _gateway_url(None) == "http://127.0.0.1:8123"
+
+
+def test_watch_lines_show_age_expiry_and_every_argument() -> None:
+    from datetime import datetime
+
+    from services.cli.approvals import watch_lines
+
+    item = {**ITEM, "status": "pending", "args_summary": {"path": "a.txt", "content": "x\ny"}}
+    now = datetime.fromisoformat("2026-01-01T00:03:05+00:00")
+
+    lines = watch_lines(item, now)
+
+    assert lines[0] == "── write_file requested by dev, 3m05s ago, expires in 56m55s"
+    assert "path: a.txt" in lines
+    assert "  | y" in lines
+    late = watch_lines(item, datetime.fromisoformat("2026-01-01T02:00:00+00:00"))
+    assert late[0].endswith(", 2h00m ago, EXPIRED")
+
+
+@respx.mock
+def test_watch_without_a_terminal_prints_and_never_decides() -> None:
+    """CliRunner's stdin is not a terminal: the watcher prints, then waits; a gateway
+    that goes away ends it with the usual error (this is how the loop is left here)."""
+    listing = respx.get(f"{BASE}/v1/approvals").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": [{**ITEM, "status": "pending"}]}),
+            httpx.Response(200, json={"data": [{**ITEM, "status": "pending"}]}),
+            httpx.ConnectError("gone"),
+        ]
+    )
+    decide = respx.post(url__regex=rf"{BASE}/v1/approvals/.*").mock(
+        return_value=httpx.Response(500)
+    )
+
+    result = invoke("watch", "--interval", "0.1")
+
+    assert result.exit_code == 1
+    assert "stdin is not a terminal" in result.stderr
+    assert result.stdout.count("id:          apr_1") == 1
+    assert "no pending requests; waiting…\n" in result.stdout
+    assert "cannot reach the gateway" in result.stderr
+    assert listing.call_count == 3
+    assert not decide.called

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pydantic
+import pytest
+
 from services.mcp.settings import DEFAULT_ALLOWLIST, McpSettings, split_list
 
 
@@ -52,3 +55,16 @@ def test_bare_field_names_of_other_programs_are_not_read(monkeypatch, tmp_path: 
     monkeypatch.setenv("TOOL_TIMEOUT", "1")
     settings = McpSettings(data_dir=tmp_path)
     assert (settings.command_timeout, settings.tool_timeout) == (30.0, 60.0)
+
+
+def test_smtp_notifications_need_a_sender_and_recipients(monkeypatch) -> None:
+    for name in ("MCP_APPROVAL_SMTP_FROM", "MCP_APPROVAL_SMTP_TO", "MCP_APPROVAL_SMTP_STARTTLS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MCP_APPROVAL_SMTP_HOST", "mail.example.org")
+    with pytest.raises(pydantic.ValidationError, match="set MCP_APPROVAL_SMTP_FROM and"):
+        McpSettings()
+    monkeypatch.setenv("MCP_APPROVAL_SMTP_FROM", "ai@example.org")
+    monkeypatch.setenv("MCP_APPROVAL_SMTP_TO", "a@example.org, b@example.org,")
+    settings = McpSettings()
+    assert settings.approval_smtp_recipients == ["a@example.org", "b@example.org"]
+    assert settings.approval_smtp_starttls is True

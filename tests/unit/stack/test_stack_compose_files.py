@@ -117,7 +117,8 @@ def test_test_override_swaps_inference_for_the_stub_and_keeps_qdrant_out() -> No
 
 def test_dockerfile_has_base_arg_non_root_user_health_check_and_offline_install() -> None:
     text = (DOCKER / "Dockerfile").read_text()
-    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.M)
+    # The Debian-built base by default (no registry); the workflows pass python:3.11-slim.
+    assert re.search(r"^ARG BASE_IMAGE=local-ai-suite-base:bookworm$", text, re.M)
     assert re.search(r"^FROM \$\{BASE_IMAGE\}", text, re.M)
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user

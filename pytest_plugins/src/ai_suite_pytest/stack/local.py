@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
+from ai_suite_procs.groups import Group, spawn, stop_groups
 
 from ai_suite_pytest.stack.backend import ServiceStartError, StackBackend
 from ai_suite_pytest.stack.spec import ServiceSpec, StackSpec, render
@@ -73,15 +73,9 @@ class LocalBackend(StackBackend):
         self.mark_log(name)
         self._set_paused(name, False)
         with log_path.open("ab") as log_file:
-            process = subprocess.Popen(  # noqa: S603 - argv from the stack file, no shell
-                argv,
-                cwd=self.spec.cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            # Not tied to this process's life (no die_with_parent): a stack is shared by
+            # the xdist workers and may be kept across runs; the reaper sweeps leftovers.
+            process = spawn(argv, stdout=log_file, env=env, cwd=self.spec.cwd)
         self._popen[name] = process
         self.state.processes[name] = ProcessRecord(
             service=name,
@@ -126,13 +120,12 @@ class LocalBackend(StackBackend):
         if record is None:
             return
         self._signal(name, signal.SIGCONT)  # a paused process cannot handle SIGTERM
-        self._signal(name, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while record.alive() and time.monotonic() < deadline:
+
+        def alive() -> bool:
             self._reap(name)
-            time.sleep(0.05)
-        if record.alive():
-            self._signal(name, signal.SIGKILL)
+            return record.alive()
+
+        stop_groups([Group(name, send=record.kill, alive=alive)], grace)
         self._reap(name, wait=True)
         del self.state.processes[name]
         self._set_paused(name, False)

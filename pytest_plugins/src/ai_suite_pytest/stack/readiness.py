@@ -5,24 +5,23 @@ Each check answers "ready?" once: ``None`` when it passed, otherwise what it saw
 which becomes part of the error when the service never gets ready. The loop around
 the checks (timeouts, liveness) is the backend's (``backend.py``).
 
-The probes use ``http.client`` and ``socket`` rather than an HTTP library: the plugins
-are installed into other projects, and every dependency is theirs to carry.
+The http and tcp probes are ``ai_suite_procs.probes`` (``http.client`` and ``socket``, the
+same probes ``ai-suite up`` uses) rather than an HTTP library: the plugins are installed
+into other projects, and every dependency is theirs to carry.
 """
 
 from __future__ import annotations
 
-import http.client
 import re
-import socket
-import ssl
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ai_suite_procs.probes import http_probe, tcp_probe
+
 from ai_suite_pytest.stack.spec import Readiness
 
-PROBE_TIMEOUT = 1.0  # one probe; the service's own `timeout` bounds the whole wait
 COMMAND_TIMEOUT = 10.0
 _TAIL_CHARS = 300
 
@@ -37,28 +36,6 @@ class Target:
     argv: list[str]  # the `command` check, placeholders filled in
     cwd: Path
     read_log: Callable[[], str]  # what the service wrote since it was last started
-
-
-def _probe_ssl_context() -> ssl.SSLContext:
-    # A readiness probe asks "does it answer yet?" of a service this run started on a
-    # loopback port, usually with a throw-away test certificate; whether that certificate
-    # is trusted is for the tests themselves to check, not for the probe.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _describe_error(exc: Exception) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no answer within {PROBE_TIMEOUT:g}s"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, http.client.HTTPException):
-        return f"bad HTTP answer: {type(exc).__name__} {exc}".strip()
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _tail(text: str) -> str:
@@ -88,41 +65,17 @@ class Probe:
 
     def _http(self) -> str | None:
         assert self.target.port is not None  # refused by spec.py for portless services
-        connection: http.client.HTTPConnection
-        if self.target.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                self.target.host,
-                self.target.port,
-                timeout=PROBE_TIMEOUT,
-                context=_probe_ssl_context(),
-            )
-        else:
-            connection = http.client.HTTPConnection(
-                self.target.host, self.target.port, timeout=PROBE_TIMEOUT
-            )
-        try:
-            connection.request("GET", self.ready.http, headers={"Connection": "close"})
-            response = connection.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            return _describe_error(exc)
-        finally:
-            connection.close()
-        if response.status == self.ready.status:
-            return None
-        return f"HTTP {response.status}"
+        return http_probe(
+            self.target.host,
+            self.target.port,
+            self.ready.http,
+            scheme=self.target.scheme,
+            status=self.ready.status,
+        )
 
     def _tcp(self) -> str | None:
-        # Connect and close without sending a byte: a Redis or PostgreSQL server sees an
-        # empty connection, not an HTTP request it would log as an attack.
         assert self.target.port is not None
-        try:
-            with socket.create_connection(
-                (self.target.host, self.target.port), timeout=PROBE_TIMEOUT
-            ):
-                return None
-        except OSError as exc:
-            return _describe_error(exc)
+        return tcp_probe(self.target.host, self.target.port)
 
     def _command(self) -> str | None:
         try:

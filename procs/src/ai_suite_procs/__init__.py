@@ -1,0 +1,1 @@
+"""Child processes for real: groups, die-with-parent, readiness probes, stop, restarts."""
