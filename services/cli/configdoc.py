@@ -101,12 +101,12 @@ values are written into the copy `ai-suite up` renders under the data directory.
     Section(
         "Restarts (`ai-suite up`)",
         SupervisorSettings,
-        "`ai-suite up` (how it restarts a service that exits), `ai-suite status`",
+        "`ai-suite up` (how it restarts a service that exits)",
     ),
     Section(
         "Security database backups",
         BackupSettings,
-        "`ai-suite up` (scheduled backups) and `ai-suite db`",
+        "`ai-suite up` (scheduled backups; `ai-suite db backup` is by hand)",
     ),
     Section(
         "Command line (`ai-suite`)",
