@@ -31,7 +31,7 @@ PYTEST_ARGS ?=
 # Many examples per property in `make test` and CI; `pytest` alone uses the fast `dev` profile.
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: help install install-runtime up-p1 up-p2 up-p3 up-monitoring down llama llama-optional up test test-unit test-integration test-e2e lint actionlint tools format dashboards security system-deps clean docker-up docker-down docker-images docker-test-images test-compose
+.PHONY: help install install-runtime up-p1 up-p2 up-p3 up-monitoring down llama llama-optional up test test-unit test-integration test-e2e lint actionlint tools format dashboards docs-config security system-deps clean docker-up docker-down docker-images docker-test-images test-compose
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -178,6 +178,9 @@ security: install ## bandit, and pip-audit of uv.lock where PyPI's JSON API answ
 dashboards: install ## Regenerate docker/grafana/dashboards/*.json (services/monitoring/dashgen)
 	@# Runbook links start with MONITORING_RUNBOOK_BASE_URL when it is set (docs/observability.md).
 	$(VENV)/bin/python -m services.monitoring.dashgen
+
+docs-config: install ## Regenerate docs/configuration.md from the settings classes (services/cli/configdoc.py)
+	$(VENV)/bin/python -m services.cli.configdoc
 
 format: install ## Apply black and ruff fixes
 	$(VENV)/bin/ruff check --fix .

@@ -15,6 +15,15 @@ it, one of whole suites: naming a folder, a file or a test runs it in this proce
 that it starts at once and ``--pdb``, ``-s`` and breakpoints work as usual (see
 ``pytest_xdist_auto_num_workers``).
 
+Tests are hermetic: whatever the caller exported (``GATEWAY_PORT``, ``AI_SUITE_HOST``,
+``AI_SUITE_DATA_DIR``, ...) and whatever ``.env`` file lies in the working directory or
+the data directory, no test sees it. At configure time, before any fixture (session ones
+included) or subprocess exists, every variable a settings class reads is removed from this
+process's environment and ``AI_SUITE_NO_ENV_FILE=1`` is set, so that settings built here and
+in the processes the tests start read neither. The list comes from the settings classes
+(``services.cli.configdoc.platform_variables``), not from a hand-kept list. A test that
+wants a variable sets it with ``monkeypatch``; the .env tests unset the switch.
+
 The garbage collector is paused while collecting, and after collection everything
 imported so far (FastAPI, pydantic, qdrant-client, the MCP SDK: a few hundred
 thousand objects that live until the end) is moved out of its sight with
@@ -48,6 +57,31 @@ _FOLDER_MARKERS = {
     ROOT / "tests" / "integration": "integration",
     ROOT / "tests" / "e2e": "e2e",
 }
+
+
+def _hermetic_environment() -> dict[str, str]:
+    """Remove the platform's variables from ``os.environ``; returns what was removed."""
+    from services.cli.configdoc import platform_variables
+    from services.core.settings import NO_ENV_FILE_VARIABLE
+
+    names = platform_variables()
+    removed = {name: os.environ.pop(name) for name in list(os.environ) if name.upper() in names}
+    os.environ[NO_ENV_FILE_VARIABLE] = "1"
+    return removed
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_REMOVED_ENVIRONMENT] = _hermetic_environment()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from services.core.settings import NO_ENV_FILE_VARIABLE
+
+    os.environ.pop(NO_ENV_FILE_VARIABLE, None)
+    os.environ.update(config.stash.get(_REMOVED_ENVIRONMENT, {}))
+
+
+_REMOVED_ENVIRONMENT = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from types import FrameType
 
 import click
-from pydantic import ValidationError
 
 from services.monitoring.alerts_listener import AlertListener, Notification
 from services.monitoring.config import ConfigError, render_alertmanager
@@ -23,10 +22,8 @@ from services.monitoring.settings import MonitoringSettings
 
 
 def _settings() -> MonitoringSettings:
-    try:
-        return MonitoringSettings()
-    except ValidationError as exc:
-        raise click.UsageError(f"invalid monitoring settings: {exc}") from exc
+    # Invalid settings raise InvalidSettings: `ai-suite`'s entry point prints it as one line.
+    return MonitoringSettings()
 
 
 def _print(notification: Notification) -> None:

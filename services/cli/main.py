@@ -27,6 +27,7 @@ from services.cli.logs import logs
 from services.cli.mcp import mcp
 from services.cli.output import table as _table
 from services.cli.platform import (
+    check_platform_settings,
     monitoring_services,
     platform_services,
     restart_policy,
@@ -37,6 +38,7 @@ from services.cli.settings import SupervisorSettings
 from services.cli.status import status
 from services.core.files import private_dir
 from services.core.settings import CoreSettings
+from services.core.settings_errors import exit_on_invalid_settings
 from services.core.supervision import ANSWERS_KEPT, clear_status, take_requests, write_status
 from services.core.supervisor import ServiceFailed, State, Supervisor
 from services.security.audit import AuditLog, AuditWriteError
@@ -184,6 +186,7 @@ def _bootstrap_admin(settings: CoreSettings) -> None:
 def up(timeout: float) -> None:
     """Start every service, wait until each is ready, and stop them all on Ctrl-C or SIGTERM."""
     settings = _settings()
+    check_platform_settings()  # a bad variable of any service: one line, nothing started
     private_dir(settings.data_dir)  # 0700: key hashes, audit log, logs (docs/security.md)
     run_dir = private_dir(settings.data_dir / "run")
     lock = up_lock(settings.data_dir)
@@ -296,7 +299,9 @@ cli.add_command(restart)
 
 
 def main() -> None:
-    cli(prog_name="ai-suite")
+    # Every command builds its settings inside: a bad variable is one line, no traceback.
+    with exit_on_invalid_settings("ai-suite"):
+        cli(prog_name="ai-suite")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,28 @@ def restart_policy(settings: SupervisorSettings) -> RestartPolicy:
     )
 
 
+def check_platform_settings() -> None:
+    """Build every service's settings as its process will, so that a bad variable stops
+    ``ai-suite up`` with one line (InvalidSettings) before anything starts or is created,
+    rather than as a service that exits during start-up."""
+    from services.cli.settings import SupervisorSettings
+    from services.gateway.settings import GatewaySettings
+    from services.mcp.settings import McpSettings
+    from services.monitoring.settings import MonitoringSettings
+    from services.rag.settings import RagSettings
+    from services.security.settings import BackupSettings
+
+    for settings_class in (
+        GatewaySettings,
+        McpSettings,
+        RagSettings,
+        MonitoringSettings,
+        SupervisorSettings,
+        BackupSettings,
+    ):
+        settings_class()
+
+
 def platform_services(settings: CoreSettings) -> list[ServiceSpec]:
     env = {
         "AI_SUITE_DATA_DIR": str(settings.data_dir),

@@ -15,6 +15,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from services.core.logging import configure_logging
 from services.core.settings import CoreSettings
+from services.core.settings_errors import exit_on_invalid_settings
 
 S = TypeVar("S", bound=CoreSettings)
 log = logging.getLogger("ai_suite.server")
@@ -83,8 +84,10 @@ def serve_from_env(
     port: Callable[[S], int],
 ) -> None:
     """The body of every ``python -m services.<name>``: settings from the environment,
-    the app from its factory, served on the service's port."""
-    settings = settings_factory()
+    the app from its factory, served on the service's port. A bad variable stops it with
+    one line naming it (``gateway: GATEWAY_PORT='abc' is not valid: ...``)."""
+    with exit_on_invalid_settings(service):
+        settings = settings_factory()
     # Before create_app: it opens the database and may log (the audit recovery pass
     # names the calls a killed process left); those lines must be JSON like the rest.
     configure_logging(service, settings.log_level)

@@ -46,12 +46,47 @@ class GatewaySettings(CoreSettings):
         default=None,
         description="YAML file with several backends, model aliases and fallback order.",
     )
-    upstream_connect_timeout: float = env_field("UPSTREAM_CONNECT_TIMEOUT", default=2.0, gt=0)
-    upstream_read_timeout: float = env_field("UPSTREAM_READ_TIMEOUT", default=300.0, gt=0)
-    upstream_retries: int = env_field("UPSTREAM_RETRIES", default=2, ge=0, le=10)
-    upstream_backoff_seconds: float = env_field("UPSTREAM_BACKOFF_SECONDS", default=0.2, ge=0)
-    breaker_failure_threshold: int = env_field("BREAKER_FAILURE_THRESHOLD", default=5, ge=1)
-    breaker_reset_seconds: float = env_field("BREAKER_RESET_SECONDS", default=30.0, gt=0)
+    upstream_connect_timeout: float = env_field(
+        "UPSTREAM_CONNECT_TIMEOUT",
+        default=2.0,
+        gt=0,
+        description="Seconds to connect to a backend; short so that a down backend is reported "
+        "(or skipped for the next one) quickly.",
+    )
+    upstream_read_timeout: float = env_field(
+        "UPSTREAM_READ_TIMEOUT",
+        default=300.0,
+        gt=0,
+        description="Seconds to wait for a backend's answer (between streamed chunks too); long "
+        "because local models can be slow.",
+    )
+    upstream_retries: int = env_field(
+        "UPSTREAM_RETRIES",
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries per backend on connection errors and 502/503/504, before the next "
+        "backend in the fallback order.",
+    )
+    upstream_backoff_seconds: float = env_field(
+        "UPSTREAM_BACKOFF_SECONDS",
+        default=0.2,
+        ge=0,
+        description="Base of the exponential backoff between retries (capped at 2 s).",
+    )
+    breaker_failure_threshold: int = env_field(
+        "BREAKER_FAILURE_THRESHOLD",
+        default=5,
+        ge=1,
+        description="Consecutive failed requests that open a backend's circuit (then it is "
+        "skipped).",
+    )
+    breaker_reset_seconds: float = env_field(
+        "BREAKER_RESET_SECONDS",
+        default=30.0,
+        gt=0,
+        description="How long an open circuit stays open before one trial request.",
+    )
     upstream_max_connections: int = env_field(
         "UPSTREAM_MAX_CONNECTIONS",
         default=64,

@@ -34,10 +34,24 @@ class McpSettings(CoreSettings):
         "(comma or os.pathsep separated); default <data_dir>/workspace.",
     )
     command_allowlist_raw: str = env_field(
-        "MCP_COMMAND_ALLOWLIST", "command_allowlist", default=",".join(DEFAULT_ALLOWLIST)
+        "MCP_COMMAND_ALLOWLIST",
+        "command_allowlist",
+        default=",".join(DEFAULT_ALLOWLIST),
+        description="Programs run_command may start (comma or os.pathsep separated); per-program "
+        "argument rules still apply (services/mcp/tools/argrules.py).",
     )
-    command_timeout: float = env_field("MCP_COMMAND_TIMEOUT", default=30.0, gt=0)
-    tool_timeout: float = env_field("MCP_TOOL_TIMEOUT", default=60.0, gt=0)
+    command_timeout: float = env_field(
+        "MCP_COMMAND_TIMEOUT",
+        default=30.0,
+        gt=0,
+        description="Seconds a run_command child or a git tool may run before it is killed.",
+    )
+    tool_timeout: float = env_field(
+        "MCP_TOOL_TIMEOUT",
+        default=60.0,
+        gt=0,
+        description="Seconds any tool call may take before it is abandoned with an error.",
+    )
     # The box every run_command child runs in (services/mcp/box.py, docs/security.md).
     bwrap_path: str = env_field(
         "MCP_BWRAP_PATH",
@@ -49,17 +63,61 @@ class McpSettings(CoreSettings):
         default=False,
         description="Give run_command children the host's network (default: none at all).",
     )
-    command_max_processes: int = env_field("MCP_COMMAND_MAX_PROCESSES", default=256, ge=1)
-    command_max_memory_bytes: int = env_field(
-        "MCP_COMMAND_MAX_MEMORY_BYTES", default=4 * 1024**3, ge=64 * 1024**2
+    command_max_processes: int = env_field(
+        "MCP_COMMAND_MAX_PROCESSES",
+        default=256,
+        ge=1,
+        description="Most processes a run_command child may have at once (RLIMIT_NPROC, and a "
+        "pids cgroup where one is writable).",
     )
-    command_max_cpu_seconds: int = env_field("MCP_COMMAND_MAX_CPU_SECONDS", default=120, ge=1)
-    command_max_file_bytes: int = env_field("MCP_COMMAND_MAX_FILE_BYTES", default=1024**3, ge=1024)
-    max_read_bytes: int = env_field("MCP_MAX_READ_BYTES", default=1_048_576, ge=1)
-    max_write_bytes: int = env_field("MCP_MAX_WRITE_BYTES", default=1_048_576, ge=1)
-    max_output_bytes: int = env_field("MCP_MAX_OUTPUT_BYTES", default=65_536, ge=1)
-    approval_ttl_seconds: float = env_field("MCP_APPROVAL_TTL_SECONDS", default=3600.0, gt=0)
-    approval_sweep_seconds: float = env_field("MCP_APPROVAL_SWEEP_SECONDS", default=30.0, gt=0)
+    command_max_memory_bytes: int = env_field(
+        "MCP_COMMAND_MAX_MEMORY_BYTES",
+        default=4 * 1024**3,
+        ge=64 * 1024**2,
+        description="Address-space limit of a run_command child (RLIMIT_AS), in bytes.",
+    )
+    command_max_cpu_seconds: int = env_field(
+        "MCP_COMMAND_MAX_CPU_SECONDS",
+        default=120,
+        ge=1,
+        description="CPU seconds a run_command child may use (RLIMIT_CPU).",
+    )
+    command_max_file_bytes: int = env_field(
+        "MCP_COMMAND_MAX_FILE_BYTES",
+        default=1024**3,
+        ge=1024,
+        description="Largest file a run_command child may write (RLIMIT_FSIZE), in bytes.",
+    )
+    max_read_bytes: int = env_field(
+        "MCP_MAX_READ_BYTES",
+        default=1_048_576,
+        ge=1,
+        description="Most bytes read_file returns (and the largest file the search tools read).",
+    )
+    max_write_bytes: int = env_field(
+        "MCP_MAX_WRITE_BYTES",
+        default=1_048_576,
+        ge=1,
+        description="Largest content write_file accepts, in bytes.",
+    )
+    max_output_bytes: int = env_field(
+        "MCP_MAX_OUTPUT_BYTES",
+        default=65_536,
+        ge=1,
+        description="Most bytes of a command's or git tool's output that is kept.",
+    )
+    approval_ttl_seconds: float = env_field(
+        "MCP_APPROVAL_TTL_SECONDS",
+        default=3600.0,
+        gt=0,
+        description="Seconds a pending approval waits for an approver before it expires.",
+    )
+    approval_sweep_seconds: float = env_field(
+        "MCP_APPROVAL_SWEEP_SECONDS",
+        default=30.0,
+        gt=0,
+        description="How often the sweeper expires old approvals and closes interrupted calls.",
+    )
     rate_limit_per_minute: int = env_field(
         "MCP_RATE_LIMIT_PER_MINUTE",
         default=300,
@@ -96,7 +154,13 @@ class McpSettings(CoreSettings):
         description="E-mail every new pending approval through this SMTP server (unset: no"
         " e-mail); needs MCP_APPROVAL_SMTP_FROM and MCP_APPROVAL_SMTP_TO.",
     )
-    approval_smtp_port: int = env_field("MCP_APPROVAL_SMTP_PORT", default=587, ge=1, le=65535)
+    approval_smtp_port: int = env_field(
+        "MCP_APPROVAL_SMTP_PORT",
+        default=587,
+        ge=1,
+        le=65535,
+        description="Port of MCP_APPROVAL_SMTP_HOST (587: the mail submission port).",
+    )
     approval_smtp_from: str = env_field(
         "MCP_APPROVAL_SMTP_FROM", default="", description="Sender address of approval e-mails."
     )
@@ -137,7 +201,13 @@ class McpSettings(CoreSettings):
         description="Timeout of one webhook request or SMTP conversation.",
     )
     # ``rag_url`` is the property below; the raw value is accepted under that name too.
-    rag_url_raw: str | None = env_field("RAG_URL", "rag_url", default=None)
+    rag_url_raw: str | None = env_field(
+        "RAG_URL",
+        "rag_url",
+        default=None,
+        description="Base URL of the RAG service the rag_search tool calls; default "
+        "http://AI_SUITE_HOST:RAG_PORT.",
+    )
 
     @field_validator("workspace_roots_raw", "command_allowlist_raw", mode="before")
     @classmethod

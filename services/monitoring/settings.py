@@ -49,24 +49,73 @@ class MonitoringSettings(CoreSettings):
         description="Grafana as a browser reaches it, for dashboard links in alerts;"
         " default http://<AI_SUITE_HOST>:3000.",
     )
-    slack_webhook_url: SecretStr | None = env_field("ALERTS_SLACK_WEBHOOK_URL", default=None)
-    slack_channel: str | None = env_field("ALERTS_SLACK_CHANNEL", default=None)
-    email_to: str | None = env_field("ALERTS_EMAIL_TO", default=None)
-    email_from: str | None = env_field("ALERTS_EMAIL_FROM", default=None)
-    smtp_smarthost: str | None = env_field("ALERTS_SMTP_SMARTHOST", default=None)
-    smtp_username: str | None = env_field("ALERTS_SMTP_USERNAME", default=None)
-    smtp_password: SecretStr | None = env_field("ALERTS_SMTP_PASSWORD", default=None)
-    smtp_require_tls: bool = env_field("ALERTS_SMTP_REQUIRE_TLS", default=True)
+    slack_webhook_url: SecretStr | None = env_field(
+        "ALERTS_SLACK_WEBHOOK_URL",
+        default=None,
+        description="Slack incoming-webhook URL for critical and warning alerts (a credential: "
+        "never logged).",
+    )
+    slack_channel: str | None = env_field(
+        "ALERTS_SLACK_CHANNEL",
+        default=None,
+        description="Slack channel for those alerts; default the webhook's own.",
+    )
+    email_to: str | None = env_field(
+        "ALERTS_EMAIL_TO",
+        default=None,
+        description="E-mail address for critical alerts (with ALERTS_EMAIL_FROM and "
+        "ALERTS_SMTP_SMARTHOST: all three or none).",
+    )
+    email_from: str | None = env_field(
+        "ALERTS_EMAIL_FROM", default=None, description="Sender address of alert e-mails."
+    )
+    smtp_smarthost: str | None = env_field(
+        "ALERTS_SMTP_SMARTHOST",
+        default=None,
+        description="SMTP server for alert e-mails, host:port.",
+    )
+    smtp_username: str | None = env_field(
+        "ALERTS_SMTP_USERNAME",
+        default=None,
+        description="SMTP login of the smarthost, if it needs one.",
+    )
+    smtp_password: SecretStr | None = env_field(
+        "ALERTS_SMTP_PASSWORD", default=None, description="SMTP password (never logged)."
+    )
+    smtp_require_tls: bool = env_field(
+        "ALERTS_SMTP_REQUIRE_TLS", default=True, description="Require STARTTLS to the smarthost."
+    )
 
     # Test knobs (e2e fault injection): shorten the real rules and routes, never copy them.
     for_limit: str | None = env_field(
         "MONITORING_FOR_LIMIT", default=None, description="Cap every alert's `for` (e.g. 5s)."
     )
-    scrape_interval: str | None = env_field("MONITORING_SCRAPE_INTERVAL", default=None)
-    evaluation_interval: str | None = env_field("MONITORING_EVALUATION_INTERVAL", default=None)
-    group_wait: str | None = env_field("ALERTMANAGER_GROUP_WAIT", default=None)
-    group_interval: str | None = env_field("ALERTMANAGER_GROUP_INTERVAL", default=None)
-    repeat_interval: str | None = env_field("ALERTMANAGER_REPEAT_INTERVAL", default=None)
+    scrape_interval: str | None = env_field(
+        "MONITORING_SCRAPE_INTERVAL",
+        default=None,
+        description="Replace Prometheus' global scrape interval (a Prometheus duration, e.g. 1s; "
+        "tests).",
+    )
+    evaluation_interval: str | None = env_field(
+        "MONITORING_EVALUATION_INTERVAL",
+        default=None,
+        description="Replace Prometheus' global rule evaluation interval (tests).",
+    )
+    group_wait: str | None = env_field(
+        "ALERTMANAGER_GROUP_WAIT",
+        default=None,
+        description="Replace group_wait of every Alertmanager route (tests).",
+    )
+    group_interval: str | None = env_field(
+        "ALERTMANAGER_GROUP_INTERVAL",
+        default=None,
+        description="Replace group_interval of every Alertmanager route (tests).",
+    )
+    repeat_interval: str | None = env_field(
+        "ALERTMANAGER_REPEAT_INTERVAL",
+        default=None,
+        description="Replace repeat_interval of every Alertmanager route (tests).",
+    )
 
     @field_validator(
         "for_limit",
@@ -88,7 +137,7 @@ class MonitoringSettings(CoreSettings):
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if raw is not None and not raw.startswith(("http://", "https://")):
             # Never echo the value: a Slack webhook URL is a credential.
-            raise ValueError("must be an http:// or https:// URL")
+            raise ValueError("expected an http:// or https:// URL")
         return value
 
     @model_validator(mode="after")

@@ -97,7 +97,8 @@ class Platform:
 
 
 def start_platform(cwd: Path, env_extra: dict[str, str]) -> Platform:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_SUITE_")}
+    # The caller's platform variables are already gone (root conftest.py); .env files off.
+    env = dict(os.environ)
     ports = {name: free_port() for name in ("gateway", "mcp", "rag", "prometheus", "alertmanager")}
     env.update({f"{name.upper()}_PORT": str(port) for name, port in ports.items()})
     env["ALERTS_LISTEN_PORT"] = str(free_port())

@@ -16,7 +16,6 @@ per operation, since each example is an HTTP round trip through a whole service.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,27 +56,7 @@ class Service:
         self.schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
 
 
-# Settings the services read from the environment: none of the caller's may leak in.
-SETTINGS_PREFIXES = (
-    "AI_SUITE_",
-    "INFERENCE_",
-    "MODEL_",
-    "UPSTREAM_",
-    "BREAKER_",
-    "GATEWAY_",
-    "MCP_",
-    "RAG_",
-    "QDRANT_",
-)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _hermetic_environment() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith(SETTINGS_PREFIXES):
-                patch.delenv(name)
-        yield
+# None of the caller's settings leak in: the root conftest.py removes them for the run.
 
 
 def _service(url: str, data_dir: Path) -> Service:

@@ -14,28 +14,11 @@ from services.cli.main import cli
 from tests.support.keys import migrated_database
 from tests.support.live import free_port
 
-# Variables CoreSettings reads; a developer's shell must not leak into the tests.
-_SETTINGS_ENV = (
-    "AI_SUITE_HOST",
-    "AI_SUITE_LOG_LEVEL",
-    "GATEWAY_PORT",
-    "RAG_PORT",
-    "MCP_PORT",
-    "PROMETHEUS_PORT",
-    "ALERTMANAGER_PORT",
-    "AI_SUITE_RESTART",
-    "AI_SUITE_RESTART_LIMIT",
-    "AI_SUITE_RESTART_WINDOW",
-    "AI_SUITE_RESTART_BACKOFF",
-    "AI_SUITE_RESTART_BACKOFF_MAX",
-)
-
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty ``AI_SUITE_DATA_DIR`` (not created yet: the CLI must create it)."""
-    for name in _SETTINGS_ENV:
-        monkeypatch.delenv(name, raising=False)
+    """An empty ``AI_SUITE_DATA_DIR`` (not created yet: the CLI must create it). The caller's
+    other settings never reach a test: the root conftest.py removes them."""
     path = tmp_path / "data"
     monkeypatch.setenv("AI_SUITE_DATA_DIR", str(path))
     return path

@@ -13,6 +13,8 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import InitializeResult
 
+from services.core.settings import NO_ENV_FILE_VARIABLE
+
 
 @asynccontextmanager
 async def mcp_session(url: str, key: str) -> AsyncIterator[ClientSession]:
@@ -34,10 +36,12 @@ def child_env(**variables: str) -> dict[str, str]:
 
     Nothing else is inherited from the caller (no ports, no keys, no ``AI_SUITE_*``) except
     coverage's own ``COVERAGE_*`` variables, so that the child is measured like other
-    subprocesses (``[tool.coverage.run] patch = ["subprocess"]``).
+    subprocesses (``[tool.coverage.run] patch = ["subprocess"]``). It reads no ``.env`` file
+    (the launching test's working directory may be a checkout with one).
     """
     basics = ("PATH", "HOME", "LANG", "USER", "LOGNAME", "TMPDIR")
     env = {name: os.environ[name] for name in basics if name in os.environ}
+    env[NO_ENV_FILE_VARIABLE] = "1"
     env.update({k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")})
     env.update(variables)
     return env

@@ -6,6 +6,7 @@ this is tests/e2e/test_mcp_stdio_e2e.py."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from services.cli.main import cli
+from services.cli.main import cli, main
 from services.cli.mcp import default_url, read_key
 from services.core.version import package_version
 from services.mcp.bridge import BridgeError, Upstream, build_server, mcp_endpoint
@@ -260,11 +261,15 @@ def test_default_url(
     assert default_url() == url
 
 
-def test_a_bad_setting_is_one_line_not_a_traceback() -> None:
-    result = CliRunner().invoke(
-        cli, ["mcp", "stdio"], env={"AI_SUITE_API_KEY": "ais_k", "MCP_PORT": "70000"}
+def test_a_bad_setting_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AI_SUITE_API_KEY", "ais_k")
+    monkeypatch.setenv("MCP_PORT", "70000")
+    monkeypatch.setattr(sys, "argv", ["ai-suite", "mcp", "stdio"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "ai-suite: MCP_PORT='70000' is not valid: expected an integer (0-65535)\n"
     )
-    assert result.exit_code == 1
-    assert "invalid setting" in result.output
-    assert "port must be between 0 and 65535" in result.output
-    assert "Traceback" not in result.output

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pydantic
 import pytest
 
+from services.core.settings_errors import InvalidSettings
 from services.mcp.settings import DEFAULT_ALLOWLIST, McpSettings, split_list
 
 
@@ -61,7 +61,7 @@ def test_smtp_notifications_need_a_sender_and_recipients(monkeypatch) -> None:
     for name in ("MCP_APPROVAL_SMTP_FROM", "MCP_APPROVAL_SMTP_TO", "MCP_APPROVAL_SMTP_STARTTLS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MCP_APPROVAL_SMTP_HOST", "mail.example.org")
-    with pytest.raises(pydantic.ValidationError, match="set MCP_APPROVAL_SMTP_FROM and"):
+    with pytest.raises(InvalidSettings, match="set MCP_APPROVAL_SMTP_FROM and"):
         McpSettings()
     monkeypatch.setenv("MCP_APPROVAL_SMTP_FROM", "ai@example.org")
     monkeypatch.setenv("MCP_APPROVAL_SMTP_TO", "a@example.org, b@example.org,")

@@ -117,7 +117,7 @@ def test_the_json_stage_extracts_the_labels_and_time(
     assert alloy_config.references(process.attrs["forward_to"]) == ["loki.write.local.receiver"]
 
 
-def test_compose_mounts_the_data_dir_logs_read_only() -> None:
+def test_compose_mounts_the_data_dir_logs_read_only(monkeypatch: pytest.MonkeyPatch) -> None:
     volumes = load_yaml(DOCKER / "compose.monitoring.yml")["services"]["alloy"]["volumes"]
     mounts = [v for v in volumes if v.split(":")[-2] == MOUNT]
     assert len(mounts) == 1, volumes
@@ -127,6 +127,7 @@ def test_compose_mounts_the_data_dir_logs_read_only() -> None:
     # (CoreSettings' default, relative), seen from docker/ where compose resolves paths.
     default = source.removeprefix("${AI_SUITE_DATA_DIR:-").replace("}/logs", "/logs")
     assert source.startswith("${AI_SUITE_DATA_DIR:-")
+    monkeypatch.chdir(ROOT)  # from the checkout, whichever directory pytest started in
     data_dir = CoreSettings().data_dir
     expected = data_dir if data_dir.is_absolute() else ROOT / data_dir
     assert (DOCKER / default).resolve() == (expected / "logs").resolve()

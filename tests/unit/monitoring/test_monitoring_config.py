@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from services.cli.alerts import alerts
+from services.cli.main import main
+from services.core.settings_errors import InvalidSettings
 from services.monitoring import processes
 from services.monitoring.config import (
     ConfigError,
@@ -174,7 +176,7 @@ def test_render_alertmanager_refuses_bad_input(tmp_path: Path) -> None:
             "host:port",
         ),
         ({"ALERTS_SLACK_WEBHOOK_URL": "hooks.slack.com/x"}, "http:// or https://"),
-        ({"ALERTS_LISTEN_PORT": "70000"}, "less than or equal"),
+        ({"ALERTS_LISTEN_PORT": "70000"}, r"expected an integer \(0-65535\)"),
         ({"MONITORING_FOR_LIMIT": "5 seconds"}, "not a Prometheus duration"),
     ],
 )
@@ -183,7 +185,7 @@ def test_settings_say_what_is_wrong(
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError, match=complaint):
+    with pytest.raises(InvalidSettings, match=complaint):
         MonitoringSettings()
 
 
@@ -248,7 +250,9 @@ def test_render_monitoring_takes_test_knobs_from_the_environment(
 
 
 @pytest.mark.usefixtures("clean_env")
-def test_cli_render_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_render_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("ALERTS_SLACK_WEBHOOK_URL", SECRET_URL)
     result = CliRunner().invoke(alerts, ["render-config", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -257,17 +261,26 @@ def test_cli_render_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert SECRET_URL not in result.output
 
     monkeypatch.setenv("ALERTS_EMAIL_TO", "someone@example.org")
-    result = CliRunner().invoke(alerts, ["render-config", "--out", str(tmp_path)])
-    assert result.exit_code == 2
-    assert "ALERTS_EMAIL_FROM" in result.output
+    monkeypatch.setattr(sys, "argv", ["ai-suite", "alerts", "render-config", "--out", "x"])
+    with pytest.raises(SystemExit) as exited:
+        main()  # the entry point turns invalid settings into one line
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "ai-suite: invalid configuration: e-mail alerts need ALERTS_EMAIL_TO, ALERTS_EMAIL_FROM,"
+        " ALERTS_SMTP_SMARTHOST; missing: ALERTS_EMAIL_FROM, ALERTS_SMTP_SMARTHOST\n"
+    )
 
 
 @pytest.mark.usefixtures("clean_env")
 def test_cli_listen_reports_a_busy_port() -> None:
     from services.monitoring.alerts_listener import AlertListener
 
-    with AlertListener() as busy:
-        result = CliRunner().invoke(alerts, ["listen", "--port", str(busy.port)])
+    # The busy port and the listener on one host, named explicitly: a listener on another
+    # address (AI_SUITE_HOST=127.0.0.2) would bind and serve until the test times out.
+    with AlertListener(host="127.0.0.1") as busy:
+        result = CliRunner().invoke(
+            alerts, ["listen", "--host", "127.0.0.1", "--port", str(busy.port)]
+        )
     assert result.exit_code == 1
     assert "cannot listen" in result.output
 

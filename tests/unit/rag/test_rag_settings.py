@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
+from services.core.settings_errors import InvalidSettings
 from services.rag.settings import RagSettings
 
 
@@ -34,7 +34,7 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 def test_overlap_must_be_smaller_than_size(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="RAG_CHUNK_OVERLAP"):
+    with pytest.raises(InvalidSettings, match="RAG_CHUNK_OVERLAP"):
         RagSettings(data_dir=tmp_path, chunk_size=100, chunk_overlap=100)
 
 
@@ -47,10 +47,10 @@ def test_openai_backend_defaults_to_the_gateways_embeddings(tmp_path: Path) -> N
 
 def test_min_score_is_a_cosine(tmp_path: Path) -> None:
     assert RagSettings(data_dir=tmp_path).min_score is None  # the backend's calibrated value
-    with pytest.raises(ValidationError, match=r"min_score|RAG_MIN_SCORE"):
+    with pytest.raises(InvalidSettings, match=r"min_score|RAG_MIN_SCORE"):
         RagSettings(data_dir=tmp_path, min_score=1.5)
 
 
 def test_unknown_backend_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidSettings):
         RagSettings(data_dir=tmp_path, embedding_backend="word2vec")
