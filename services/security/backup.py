@@ -150,25 +150,29 @@ def backup(source: Path, destination: Path) -> Verified:
     os.close(fd)
     tighten(partial, PRIVATE_FILE_MODE)
     try:
-        src = connect(source)
-        try:
-            dst = sqlite3.connect(str(partial))
-            try:
-                # pages=-1: the whole database in one step, from one read snapshot. Copying
-                # in slices would restart at every commit of the services and might never
-                # finish under load.
-                src.backup(dst, pages=-1)
-                dst.execute("PRAGMA journal_mode = DELETE")
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        _copy(connect(source), partial)
         verified = verify(partial)
         os.replace(partial, destination)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     return replace(verified, path=destination)
+
+
+def _copy(src: sqlite3.Connection, partial: Path) -> None:
+    """Copy ``src`` into the file ``partial`` (a standalone database) and close ``src``."""
+    try:
+        dst = sqlite3.connect(str(partial))
+        try:
+            # pages=-1: the whole database in one step, from one read snapshot. Copying
+            # in slices would restart at every commit of the services and might never
+            # finish under load.
+            src.backup(dst, pages=-1)
+            dst.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            dst.close()
+    finally:
+        src.close()
 
 
 def prune(directory: Path, keep: int) -> list[Path]:
@@ -210,16 +214,7 @@ def restore(backup_file: Path, target: Path, now: datetime | None = None) -> Res
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE_MODE)
     os.close(fd)
     try:
-        src = _read_only(source.path)
-        try:
-            dst = sqlite3.connect(str(partial))
-            try:
-                src.backup(dst, pages=-1)
-                dst.execute("PRAGMA journal_mode = DELETE")
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        _copy(_read_only(source.path), partial)
         verify(partial)
         replaced = _set_aside(target, now) if target.exists() else None
         os.replace(partial, target)
