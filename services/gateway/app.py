@@ -76,9 +76,12 @@ def create_app(
                 connect_timeout=settings.upstream_connect_timeout,
                 read_timeout=settings.upstream_read_timeout,
                 pool_timeout=settings.upstream_pool_timeout,
+                # Every connection may stay open: with fewer kept alive than in use, each
+                # request beyond them opened and closed a TCP connection, and chat
+                # throughput at 64 clients fell below that at 16 (docs/benchmarks.md).
                 limits=httpx.Limits(
                     max_connections=settings.upstream_max_connections,
-                    max_keepalive_connections=min(20, settings.upstream_max_connections),
+                    max_keepalive_connections=settings.upstream_max_connections,
                 ),
             )
             for backend in models.backends

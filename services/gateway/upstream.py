@@ -12,6 +12,7 @@ chunk by chunk and never buffered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -26,7 +27,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import SecretStr
 from tenacity import (
     AsyncRetrying,
-    RetryError,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential,
@@ -39,6 +39,7 @@ from services.gateway.registry import Backend, ModelRegistry
 log = logging.getLogger("ai_suite.gateway.upstream")
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+MAX_BACKOFF_SECONDS = 2.0
 # The upstream refused the gateway's own key (INFERENCE_API_KEY / api_key_env): a
 # configuration fault that fails every caller alike; a client cannot provoke it.
 UPSTREAM_AUTH_STATUS = frozenset({401, 403})
@@ -208,24 +209,36 @@ class UpstreamPool:
             )
         return response
 
+    async def _counted_attempt(
+        self, backend: Backend, path: str, body: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            return await self._attempt(backend, path, body)
+        except _Retryable as exc:
+            self.metrics.upstream_errors.labels(backend.name, exc.reason).inc()
+            raise
+
     async def _try_backend(
         self, backend: Backend, path: str, body: dict[str, Any]
     ) -> httpx.Response:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential(multiplier=self.backoff_seconds, max=2.0),
-            retry=retry_if_exception_type(_Retryable),
-            reraise=False,
-        )
-
-        async def counted() -> httpx.Response:
-            try:
-                return await self._attempt(backend, path, body)
-            except _Retryable as exc:
-                self.metrics.upstream_errors.labels(backend.name, exc.reason).inc()
+        """The backend's answer, after up to ``retries`` more attempts with exponential
+        backoff; the last attempt's _Retryable if none succeeded."""
+        try:
+            return await self._counted_attempt(backend, path, body)
+        except _Retryable:
+            if self.retries == 0:
                 raise
-
-        return await retrying(counted)
+        # Almost every request succeeds at once: the retry machinery is built only now.
+        # Waits as if one AsyncRetrying had made every attempt: backoff x 1, x 2, x 4 ...
+        await asyncio.sleep(min(self.backoff_seconds, MAX_BACKOFF_SECONDS))
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries),
+            wait=wait_exponential(multiplier=2 * self.backoff_seconds, max=MAX_BACKOFF_SECONDS),
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
+        response: httpx.Response = await retrying(self._counted_attempt, backend, path, body)
+        return response
 
     async def post(
         self, model_label: str, backends: Sequence[Backend], path: str, body: dict[str, Any]
@@ -240,10 +253,9 @@ class UpstreamPool:
             started = time.perf_counter()
             try:
                 response = await self._try_backend(backend, path, body)
-            except RetryError as exc:
+            except _Retryable as exc:  # every attempt failed
                 breaker.record_failure()
-                last = exc.last_attempt.exception()
-                failures[backend.name] = getattr(last, "detail", str(last))
+                failures[backend.name] = exc.detail
                 continue
             except httpx.PoolTimeout:
                 # Every connection of the gateway's pool for this backend is in use: load
