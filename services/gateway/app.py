@@ -22,6 +22,7 @@ from services.core.health import Check
 from services.core.http import make_async_client
 from services.gateway.discovery import ModelDiscovery
 from services.gateway.forward import Target, add_forwarding
+from services.gateway.inference_client import AiohttpInferenceClient, InferenceClient
 from services.gateway.proxy import NOT_CONFIGURED, PASSTHROUGH_LABEL, InferenceProxy
 from services.gateway.registry import (
     AUTO_MODEL,
@@ -68,21 +69,15 @@ def create_app(
     # Inference requests get a bounded pool per backend of their own, apart from `client`
     # (probes, discovery, forwarding), so that a user's long streams can never take the
     # connections /ready and /v1/models need. An injected client serves everything.
-    inference_clients = (
+    inference_clients: dict[str, InferenceClient] = (
         {}
         if http_client is not None
         else {
-            backend.name: make_async_client(
+            backend.name: AiohttpInferenceClient(
                 connect_timeout=settings.upstream_connect_timeout,
                 read_timeout=settings.upstream_read_timeout,
                 pool_timeout=settings.upstream_pool_timeout,
-                # Every connection may stay open: with fewer kept alive than in use, each
-                # request beyond them opened and closed a TCP connection, and chat
-                # throughput at 64 clients fell below that at 16 (docs/benchmarks.md).
-                limits=httpx.Limits(
-                    max_connections=settings.upstream_max_connections,
-                    max_keepalive_connections=settings.upstream_max_connections,
-                ),
+                max_connections=settings.upstream_max_connections,
             )
             for backend in models.backends
         }

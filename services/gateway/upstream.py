@@ -34,6 +34,11 @@ from tenacity import (
 
 from services.core.metrics import LATENCY_BUCKETS
 from services.gateway.breaker import BreakerState, CircuitBreaker
+from services.gateway.inference_client import (
+    HttpxInferenceClient,
+    InferenceClient,
+    UpstreamAnswer,
+)
 from services.gateway.registry import Backend, ModelRegistry
 
 log = logging.getLogger("ai_suite.gateway.upstream")
@@ -141,7 +146,7 @@ class NoBackendAvailable(Exception):
 @dataclass
 class UpstreamResponse:
     backend: str
-    response: httpx.Response
+    response: UpstreamAnswer
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -157,7 +162,7 @@ class UpstreamPool:
         failure_threshold: int = 5,
         reset_seconds: float = 30.0,
         api_keys: Mapping[str, SecretStr] | None = None,
-        inference_clients: Mapping[str, httpx.AsyncClient] | None = None,
+        inference_clients: Mapping[str, InferenceClient] | None = None,
     ) -> None:
         self.registry = registry
         # Inference requests go through a bounded pool per backend (UPSTREAM_MAX_CONNECTIONS)
@@ -165,6 +170,7 @@ class UpstreamPool:
         # streams can never take every connection those need. A backend without one uses
         # ``client`` (tests that route everything through one transport).
         self._inference_clients = dict(inference_clients or {})
+        self._shared = HttpxInferenceClient(client)
         # Keys given in the settings (INFERENCE_API_KEY), by backend name; they win over
         # a backend's api_key_env.
         self._api_keys = dict(api_keys or {})
@@ -191,13 +197,10 @@ class UpstreamPool:
         key = configured.get_secret_value() if configured else backend.api_key(os.environ)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    async def _attempt(self, backend: Backend, path: str, body: dict[str, Any]) -> httpx.Response:
-        client = self._inference_clients.get(backend.name, self.client)
-        request = client.build_request(
-            "POST", f"{backend.url}{path}", json=body, headers=self._headers(backend)
-        )
+    async def _attempt(self, backend: Backend, path: str, body: dict[str, Any]) -> UpstreamAnswer:
+        client = self._inference_clients.get(backend.name, self._shared)
         try:
-            response = await client.send(request, stream=True)
+            response = await client.post(f"{backend.url}{path}", body, self._headers(backend))
         except httpx.ConnectTimeout as exc:
             raise _Retryable("connect_timeout", f"connect timeout ({exc})") from exc
         except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
@@ -211,7 +214,7 @@ class UpstreamPool:
 
     async def _counted_attempt(
         self, backend: Backend, path: str, body: dict[str, Any]
-    ) -> httpx.Response:
+    ) -> UpstreamAnswer:
         try:
             return await self._attempt(backend, path, body)
         except _Retryable as exc:
@@ -220,7 +223,7 @@ class UpstreamPool:
 
     async def _try_backend(
         self, backend: Backend, path: str, body: dict[str, Any]
-    ) -> httpx.Response:
+    ) -> UpstreamAnswer:
         """The backend's answer, after up to ``retries`` more attempts with exponential
         backoff; the last attempt's _Retryable if none succeeded."""
         try:
@@ -237,7 +240,7 @@ class UpstreamPool:
             retry=retry_if_exception_type(_Retryable),
             reraise=True,
         )
-        response: httpx.Response = await retrying(self._counted_attempt, backend, path, body)
+        response: UpstreamAnswer = await retrying(self._counted_attempt, backend, path, body)
         return response
 
     async def post(
