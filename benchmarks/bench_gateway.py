@@ -240,11 +240,16 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], what: str, timeout: f
 
 @contextmanager
 def running(
-    argv: list[str], env: dict[str, str], ready_url: str, what: str, timeout: float = 60
+    argv: list[str],
+    env: dict[str, str],
+    ready_url: str,
+    what: str,
+    timeout: float = 60,
+    cwd: Path = ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         yield from _until_stopped(process, log, ready_url, what, timeout)
 
@@ -403,6 +408,15 @@ def main() -> int:
         "--only", choices=list(SCENARIOS), action="append", help="run only these scenarios"
     )
     parser.add_argument("--no-direct", action="store_true", help="leave out the baseline")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="CHECKOUT",
+        help="also measure the gateway of another checkout with its own .venv, in the same"
+        " rounds (target 'gateway@base'), e.g. the main branch: git archive main | tar -x -C"
+        " /tmp/base && (cd /tmp/base && uv sync --frozen)",
+    )
     parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_worker:
@@ -457,6 +471,28 @@ def main() -> int:
                 {"Authorization": f"Bearer {key}"},
             )
         ]
+        if args.compare is not None:
+            checkout = args.compare.resolve()
+            base_port = free_port()
+            base_key = make_key(tmp / "base-data")
+            stack.enter_context(
+                running(
+                    [str(checkout / ".venv" / "bin" / "python"), "-m", "services.gateway"],
+                    gateway_env(tmp / "base-data", base_port, f"{stub_base}/v1", args.workers),
+                    f"http://127.0.0.1:{base_port}/health",
+                    f"the gateway of {checkout}",
+                    cwd=checkout,
+                )
+            )
+            targets.append(
+                Target(
+                    "gateway@base",
+                    f"http://127.0.0.1:{base_port}",
+                    "chat",
+                    "/v1/backends",
+                    {"Authorization": f"Bearer {base_key}"},
+                )
+            )
         if not args.no_direct:
             targets.insert(0, Target("direct", stub_base, STUB_MODEL, "/v1/models", {}))
         if litellm is not None:
