@@ -108,11 +108,13 @@ async def _one_cell(spec: dict[str, Any]) -> dict[str, Any]:
     headers = {"Content-Type": "application/json", **spec["headers"]}
     url = spec["base"] + ("/v1/chat/completions" if scenario != "auth" else spec["auth_path"])
     payload: dict[str, Any] = {"model": spec["model"], "messages": MESSAGES, "max_tokens": 16}
-    if scenario == "stream":
-        payload["stream"] = True
-    body = json.dumps(payload).encode()
+    plain_body = json.dumps(payload).encode()
+    stream_body = json.dumps({**payload, "stream": True}).encode()
+    # "soak" (bench_soak.py): a fixed number of chat requests, every stream_every-th streamed.
+    stream_every = spec.get("stream_every", 0)
+    budget = spec.get("requests")
     latencies: list[float] = []
-    counts = {"ok": 0, "errors": 0}
+    counts = {"ok": 0, "errors": 0, "issued": 0}
     first_error: list[str] = []
     measuring = False
 
@@ -123,6 +125,11 @@ async def _one_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 first_error.append(why)
 
     async def request(session: aiohttp.ClientSession) -> None:
+        counts["issued"] += 1
+        streamed = scenario == "stream" or (
+            scenario == "soak" and stream_every > 0 and counts["issued"] % stream_every == 0
+        )
+        body = stream_body if streamed else plain_body
         started = time.perf_counter()
         if scenario == "auth":
             async with session.get(url, headers=headers) as response:
@@ -130,7 +137,7 @@ async def _one_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 done = time.perf_counter()
         else:
             async with session.post(url, data=body, headers=headers) as response:
-                if scenario == "stream" and response.status == 200:
+                if streamed and response.status == 200:
                     first = await response.content.readany()
                     done = time.perf_counter()  # time to the first chunk
                     data = first + await response.read()
@@ -147,8 +154,13 @@ async def _one_cell(spec: dict[str, Any]) -> dict[str, Any]:
             counts["ok"] += 1
             latencies.append(done - started)
 
+    def more(until: list[float]) -> bool:
+        if budget is not None and measuring:
+            return counts["issued"] < budget
+        return time.perf_counter() < until[0]
+
     async def client(session: aiohttp.ClientSession, until: list[float]) -> None:
-        while time.perf_counter() < until[0]:
+        while more(until):
             try:
                 await request(session)
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -158,11 +170,12 @@ async def _one_cell(spec: dict[str, Any]) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         # Warm-up: every client opens its connection and the target's caches fill.
-        until = [time.perf_counter() + spec["warmup"]]
+        until = [time.perf_counter() + spec.get("warmup", 0.0)]
         await asyncio.gather(*(client(session, until) for _ in range(clients)))
         measuring = True
+        counts["issued"] = 0
         started = time.perf_counter()
-        until = [started + spec["seconds"]]
+        until = [started + spec.get("seconds", 0.0)]
         await asyncio.gather(*(client(session, until) for _ in range(clients)))
         elapsed = time.perf_counter() - started
     return {
@@ -295,6 +308,17 @@ def make_key(data_dir: Path) -> str:
         return KeyStore(db).create_key("bench", "viewer").key
     finally:
         db.close()
+
+
+def stub_upstream(port: int) -> Any:
+    """The stub upstream on ``port`` as a running process (a context manager)."""
+    argv = [sys.executable, "-m", "tests.stubs.inference", "--port", str(port)]
+    return running(
+        [*argv, "--accept-any-model", "--no-access-log"],
+        base_env(),
+        f"http://127.0.0.1:{port}/health",
+        "the stub upstream",
+    )
 
 
 def gateway_env(data_dir: Path, port: int, upstream: str, workers: int) -> dict[str, str]:
@@ -437,22 +461,7 @@ def main() -> int:
         stub_port, gateway_port = free_port(), free_port()
         stub_base = f"http://127.0.0.1:{stub_port}"
         python = sys.executable
-        stack.enter_context(
-            running(
-                [
-                    python,
-                    "-m",
-                    "tests.stubs.inference",
-                    "--port",
-                    str(stub_port),
-                    "--accept-any-model",
-                    "--no-access-log",
-                ],
-                base_env(),
-                f"{stub_base}/health",
-                "the stub upstream",
-            )
-        )
+        stack.enter_context(stub_upstream(stub_port))
         key = make_key(tmp / "data")
         stack.enter_context(
             running(
