@@ -439,7 +439,15 @@ def main() -> int:
         metavar="CHECKOUT",
         help="also measure the gateway of another checkout with its own .venv, in the same"
         " rounds (target 'gateway@base'), e.g. the main branch: git archive main | tar -x -C"
-        " /tmp/base && (cd /tmp/base && uv sync --frozen)",
+        " /tmp/base && (cd /tmp/base && uv sync --frozen); '--compare .' with --compare-env"
+        " measures a setting",
+    )
+    parser.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the --compare gateway only (repeatable)",
     )
     parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -487,7 +495,12 @@ def main() -> int:
             stack.enter_context(
                 running(
                     [str(checkout / ".venv" / "bin" / "python"), "-m", "services.gateway"],
-                    gateway_env(tmp / "base-data", base_port, f"{stub_base}/v1", args.workers),
+                    {
+                        **gateway_env(
+                            tmp / "base-data", base_port, f"{stub_base}/v1", args.workers
+                        ),
+                        **dict(item.split("=", 1) for item in args.compare_env),
+                    },
                     f"http://127.0.0.1:{base_port}/health",
                     f"the gateway of {checkout}",
                     cwd=checkout,

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from anyio import to_thread
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -88,6 +89,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The event loop's thread pool (run_in_threadpool) defaults to 40 threads, each with
+        # its own SQLite connections and page caches; at 64 clients all 40 were started
+        # (benchmarks/bench_soak.py) while the writes they carry wait on one database.
+        to_thread.current_default_thread_limiter().total_tokens = settings.threads
         log.info(
             "gateway ready: %d model(s), %d backend(s)",
             len(models.list_models()),
