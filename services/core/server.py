@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
+from services.core.files import private_dir
 from services.core.logging import configure_logging
+from services.core.metrics import MULTIPROC_ENV
 from services.core.settings import CoreSettings
 
 S = TypeVar("S", bound=CoreSettings)
@@ -31,13 +36,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
       ``header_timeout`` seconds after it opened (or after the previous response) is
       closed, so a client trickling headers cannot hold a connection forever.
 
-    Subclass it with both set (:func:`_protocol`)."""
+    Both limits come from the :class:`ServiceConfig` uvicorn hands to the protocol (a
+    class importable by name, so that worker processes can be spawned with it)."""
 
-    header_timeout: float = 30.0
-    max_header_bytes: int = 65_536
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: ServiceConfig, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout = config.header_timeout
+        self.max_header_bytes = config.max_header_bytes
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
         self._header_bytes = 0
@@ -110,12 +115,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def _protocol(header_timeout: float, max_header_bytes: int) -> type[LimitedHttpToolsProtocol]:
-    return type(
-        "ServiceHttpProtocol",
-        (LimitedHttpToolsProtocol,),
-        {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes},
-    )
+class ServiceConfig(uvicorn.Config):
+    """uvicorn's settings plus the header limits :class:`LimitedHttpToolsProtocol` applies."""
+
+    def __init__(
+        self, app: ASGIApp | str, *, header_timeout: float, max_header_bytes: int, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self.header_timeout = header_timeout
+        self.max_header_bytes = max_header_bytes
 
 
 def serve_from_env(
@@ -123,49 +131,79 @@ def serve_from_env(
     settings_factory: Callable[[], S],
     create_app: Callable[[S], FastAPI],
     port: Callable[[S], int],
+    *,
+    workers: Callable[[S], int] | None = None,
+    app_factory: str | None = None,
 ) -> None:
     """The body of every ``python -m services.<name>``: settings from the environment,
-    the app from its factory, served on the service's port."""
+    the app from its factory, served on the service's port.
+
+    A stateless service may run several worker processes (``workers``, e.g.
+    GATEWAY_WORKERS): each builds its app with ``app_factory`` (``"module:function"``,
+    importable by the spawned processes), and their metrics are kept in
+    prometheus_client's multiprocess files so that ``/metrics`` sums them.
+    """
     settings = settings_factory()
     # Before create_app: it opens the database and may log (the audit recovery pass
     # names the calls a killed process left); those lines must be JSON like the rest.
     configure_logging(service, settings.log_level)
+    count = workers(settings) if workers is not None else 1
+    limits: dict[str, Any] = {
+        "max_header_bytes": settings.max_header_bytes,
+        "keep_alive_timeout": settings.keep_alive_timeout,
+        "header_timeout": settings.header_read_timeout,
+    }
+    if count > 1:
+        if app_factory is None:
+            raise ValueError(f"{service} has no app factory for worker processes")
+        serve_workers(
+            app_factory,
+            count,
+            metrics_dir=settings.data_dir / "metrics-multiproc",
+            host=settings.host,
+            port=port(settings),
+            **limits,
+        )
+        return
     serve(
         create_app(settings),
         service=service,
         host=settings.host,
         port=port(settings),
         log_level=settings.log_level,
-        max_header_bytes=settings.max_header_bytes,
-        keep_alive_timeout=settings.keep_alive_timeout,
-        header_timeout=settings.header_read_timeout,
+        **limits,
     )
 
 
 def uvicorn_config(
-    app: ASGIApp,
+    app: ASGIApp | str,
     *,
     host: str,
     port: int,
     max_header_bytes: int = 65_536,
     keep_alive_timeout: int = 5,
     header_timeout: float = 30.0,
-) -> uvicorn.Config:
+    workers: int | None = None,
+) -> ServiceConfig:
     """uvicorn's settings for a service. The body's size, depth and read timeout are
-    limited by :mod:`services.core.limits` (uvicorn has no body read timeout)."""
-    return uvicorn.Config(
+    limited by :mod:`services.core.limits` (uvicorn has no body read timeout). ``app``
+    given as ``"module:function"`` is a factory each worker process calls."""
+    return ServiceConfig(
         app,
+        factory=isinstance(app, str),
+        workers=workers,
         host=host,
         port=port,
         log_config=None,  # keep our JSON handlers
         access_log=False,  # the request middleware logs each request once
         lifespan="on",
         timeout_graceful_shutdown=5,
-        # uvloop and httptools (uvicorn[standard]): +45% requests per second on a light
-        # route against asyncio and h11 (docs/benchmarks.md); the header limits h11 had
-        # are added to the httptools protocol.
+        # uvloop and httptools (uvicorn[standard]): cheaper per request than asyncio and
+        # h11 (docs/benchmarks.md); the header limits h11 had are added to the protocol.
         loop="uvloop",
-        http=_protocol(header_timeout, max_header_bytes),
+        http=LimitedHttpToolsProtocol,
+        header_timeout=header_timeout,
+        max_header_bytes=max_header_bytes,
         timeout_keep_alive=keep_alive_timeout,
     )
 
@@ -191,3 +229,39 @@ def serve(
         header_timeout=header_timeout,
     )
     uvicorn.Server(config).run()
+
+
+def serve_workers(
+    app_factory: str,
+    workers: int,
+    *,
+    metrics_dir: Path,
+    host: str,
+    port: int,
+    max_header_bytes: int = 65_536,
+    keep_alive_timeout: int = 5,
+    header_timeout: float = 30.0,
+) -> None:
+    """``workers`` processes accepting on one socket, each serving ``app_factory()``;
+    uvicorn's supervisor restarts one that dies.
+
+    prometheus_client's multiprocess mode: every process writes its samples to files in
+    ``metrics_dir`` (emptied first: counts of an earlier run must not add up), and the
+    ``/metrics`` of any worker sums them (services/core/metrics.py). The variable is set
+    before the workers are spawned, so it is there when they import prometheus_client.
+    """
+    private_dir(metrics_dir)
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    config = uvicorn_config(
+        app_factory,
+        host=host,
+        port=port,
+        max_header_bytes=max_header_bytes,
+        keep_alive_timeout=keep_alive_timeout,
+        header_timeout=header_timeout,
+        workers=workers,
+    )
+    log.info("starting %d worker processes (metrics in %s)", workers, metrics_dir)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

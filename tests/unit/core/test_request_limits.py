@@ -252,8 +252,8 @@ def test_uvicorn_limits_headers_and_keep_alive() -> None:
     config = uvicorn_config(
         FastAPI(), host="127.0.0.1", port=0, max_header_bytes=4096, keep_alive_timeout=3
     )
-    assert issubclass(config.http, LimitedHttpToolsProtocol)
-    assert config.http.header_timeout == 30.0
-    assert config.http.max_header_bytes == 4096
+    assert config.http is LimitedHttpToolsProtocol
+    assert config.header_timeout == 30.0
+    assert config.max_header_bytes == 4096
     assert config.loop == "uvloop"
     assert config.timeout_keep_alive == 3
