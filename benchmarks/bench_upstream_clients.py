@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -113,12 +114,9 @@ async def run(args: argparse.Namespace, url: str) -> None:
     print("| scenario | concurrent | client | req/s | client CPU µs/request |")
     print("|---|---:|---|---:|---:|")
     for (scenario, tasks, kind), values in results.items():
-        rates = sorted(rate for rate, _ in values)
-        costs = sorted(cost for _, cost in values)
-        print(
-            f"| {scenario} | {tasks} | {kind} | {rates[len(rates) // 2]:,.0f} "
-            f"| {costs[len(costs) // 2]:,.0f} |"
-        )
+        rate = statistics.median(rate for rate, _ in values)
+        cost = statistics.median(cost for _, cost in values)
+        print(f"| {scenario} | {tasks} | {kind} | {rate:,.0f} | {cost:,.0f} |")
 
 
 def main() -> int:
