@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,6 +21,7 @@ from services.core.metrics import MULTIPROC_ENV
 from services.core.settings import CoreSettings
 
 S = TypeVar("S", bound=CoreSettings)
+EventLoop = Literal["asyncio", "uvloop"]
 log = logging.getLogger("ai_suite.server")
 
 
@@ -134,6 +135,7 @@ def serve_from_env(
     *,
     workers: Callable[[S], int] | None = None,
     app_factory: str | None = None,
+    loop: EventLoop = "asyncio",
 ) -> None:
     """The body of every ``python -m services.<name>``: settings from the environment,
     the app from its factory, served on the service's port.
@@ -149,6 +151,7 @@ def serve_from_env(
     configure_logging(service, settings.log_level)
     count = workers(settings) if workers is not None else 1
     limits: dict[str, Any] = {
+        "loop": loop,
         "max_header_bytes": settings.max_header_bytes,
         "keep_alive_timeout": settings.keep_alive_timeout,
         "header_timeout": settings.header_read_timeout,
@@ -184,6 +187,7 @@ def uvicorn_config(
     keep_alive_timeout: int = 5,
     header_timeout: float = 30.0,
     workers: int | None = None,
+    loop: EventLoop = "asyncio",
 ) -> ServiceConfig:
     """uvicorn's settings for a service. The body's size, depth and read timeout are
     limited by :mod:`services.core.limits` (uvicorn has no body read timeout). ``app``
@@ -198,9 +202,11 @@ def uvicorn_config(
         access_log=False,  # the request middleware logs each request once
         lifespan="on",
         timeout_graceful_shutdown=5,
-        # uvloop and httptools (uvicorn[standard]): cheaper per request than asyncio and
-        # h11 (docs/benchmarks.md); the header limits h11 had are added to the protocol.
-        loop="uvloop",
+        # httptools (uvicorn[standard]), in C, with the header limits h11 had added. uvloop
+        # only where asked (the gateway): its subprocess spawning leaves the service's
+        # descriptors open in the child, which the MCP command box must never see
+        # (tests/integration/mcp/test_mcp_command_box.py caught it).
+        loop=loop,
         http=LimitedHttpToolsProtocol,
         header_timeout=header_timeout,
         max_header_bytes=max_header_bytes,
@@ -218,6 +224,7 @@ def serve(
     max_header_bytes: int = 65_536,
     keep_alive_timeout: int = 5,
     header_timeout: float = 30.0,
+    loop: EventLoop = "asyncio",
 ) -> None:
     configure_logging(service, log_level)
     config = uvicorn_config(
@@ -227,6 +234,7 @@ def serve(
         max_header_bytes=max_header_bytes,
         keep_alive_timeout=keep_alive_timeout,
         header_timeout=header_timeout,
+        loop=loop,
     )
     uvicorn.Server(config).run()
 
@@ -241,6 +249,7 @@ def serve_workers(
     max_header_bytes: int = 65_536,
     keep_alive_timeout: int = 5,
     header_timeout: float = 30.0,
+    loop: EventLoop = "asyncio",
 ) -> None:
     """``workers`` processes accepting on one socket, each serving ``app_factory()``;
     uvicorn's supervisor restarts one that dies.
@@ -262,6 +271,7 @@ def serve_workers(
         keep_alive_timeout=keep_alive_timeout,
         header_timeout=header_timeout,
         workers=workers,
+        loop=loop,
     )
     log.info("starting %d worker processes (metrics in %s)", workers, metrics_dir)
     Multiprocess(config, sockets=[config.bind_socket()]).run()

@@ -24,6 +24,8 @@ def main() -> None:
         lambda settings: settings.gateway_port,
         workers=lambda settings: settings.workers,
         app_factory="services.gateway.__main__:app_from_env",
+        # The gateway runs no subprocesses (services/core/server.py on uvloop and them).
+        loop="uvloop",
     )
 
 

@@ -255,5 +255,6 @@ def test_uvicorn_limits_headers_and_keep_alive() -> None:
     assert config.http is LimitedHttpToolsProtocol
     assert config.header_timeout == 30.0
     assert config.max_header_bytes == 4096
-    assert config.loop == "uvloop"
+    assert config.loop == "asyncio"
+    assert uvicorn_config(FastAPI(), host="127.0.0.1", port=0, loop="uvloop").loop == "uvloop"
     assert config.timeout_keep_alive == 3
