@@ -6,9 +6,10 @@ whatever the client:
 
 * :class:`AiohttpInferenceClient`, what the gateway runs with: a bounded aiohttp pool
   per backend. Measured against httpx on this machine (docs/benchmarks.md, "Upstream
-  HTTP clients"), its CPU cost per relayed request is 0.12-0.5 ms at 1-64 concurrent
-  requests, httpx's 0.8-20 ms (httpcore scans every pooled connection on every request,
-  so its cost grows with the concurrency) and httpx2's 0.6-2 ms.
+  HTTP clients"), its CPU cost per relayed request is 0.08-0.2 ms at 1-64 concurrent
+  requests, httpx's 0.6-1.1 ms at 1-16 and about 5 ms at 64 (httpcore scans every
+  pooled connection on every request, so its cost grows with the concurrency) and
+  httpx2's 0.4-0.7 ms.
 * :class:`HttpxInferenceClient`: an ``httpx.AsyncClient`` given to ``create_app``
   (tests route every upstream through one ASGI transport that way).
 
