@@ -420,6 +420,12 @@ def report(
     return "\n".join(lines)
 
 
+def stop_children_on_sigterm() -> None:
+    """SIGTERM (``timeout``, a CI runner) exits through the ExitStack, which stops the
+    stub, the gateways and LiteLLM instead of leaving them running."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 round of 1.5 s per cell")
@@ -454,6 +460,7 @@ def main() -> int:
     if args.load_worker:
         load_worker()
         return 0
+    stop_children_on_sigterm()
     if args.quick:
         args.rounds, args.seconds = 1, 1.5
     scenarios = tuple(s for s in SCENARIOS if not args.only or s in args.only)

@@ -34,6 +34,7 @@ from bench_gateway import (  # a sibling script, not a package
     gateway_env,
     make_key,
     running,
+    stop_children_on_sigterm,
     stub_upstream,
 )
 
@@ -57,6 +58,7 @@ def main() -> int:
     parser.add_argument("--stream-every", type=int, default=4, help="0: no streams")
     parser.add_argument("--workers", type=int, default=1, help="GATEWAY_WORKERS")
     args = parser.parse_args()
+    stop_children_on_sigterm()
     batch = max(1, args.requests // args.samples)
 
     with ExitStack() as stack:
