@@ -6,6 +6,9 @@ that apps built in tests do not share or duplicate series.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -15,6 +18,9 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -69,8 +75,39 @@ class HttpMetrics:
         )
 
 
+# prometheus_client's own switch, read when it is imported: with it set, every process
+# writes its counters, histograms and gauges to files there (services/core/server.py
+# sets it for worker processes, e.g. GATEWAY_WORKERS).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class AllProcesses(Collector):
+    """The metrics of every worker process: counters and histograms summed over the
+    processes' files, gauges with a ``pid`` label per process; then the families only
+    this process knows (collectors computed at scrape time, process_* and python_*)."""
+
+    def __init__(self, registry: CollectorRegistry, path: str) -> None:
+        self.registry = registry
+        self.summed = MultiProcessCollector(None, path)
+
+    def collect(self) -> Iterator[Metric]:
+        seen = set()
+        for family in self.summed.collect():
+            seen.add(family.name)
+            yield family
+        for family in self.registry.collect():
+            if family.name not in seen:
+                yield family
+
+
 def metrics_endpoint(registry: CollectorRegistry):
+    exposed = registry
+    multiproc_dir = os.environ.get(MULTIPROC_ENV)
+    if multiproc_dir:
+        exposed = CollectorRegistry()
+        exposed.register(AllProcesses(registry, multiproc_dir))
+
     async def metrics(_: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exposed), media_type=CONTENT_TYPE_LATEST)
 
     return metrics

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from anyio import to_thread
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -23,6 +24,7 @@ from services.core.http import make_async_client
 from services.core.supervision import RestartsCollector, run_dir
 from services.gateway.discovery import ModelDiscovery
 from services.gateway.forward import Target, add_forwarding
+from services.gateway.inference_client import AiohttpInferenceClient, InferenceClient
 from services.gateway.proxy import NOT_CONFIGURED, PASSTHROUGH_LABEL, InferenceProxy
 from services.gateway.registry import (
     AUTO_MODEL,
@@ -76,18 +78,15 @@ def create_app(
     # Inference requests get a bounded pool per backend of their own, apart from `client`
     # (probes, discovery, forwarding), so that a user's long streams can never take the
     # connections /ready and /v1/models need. An injected client serves everything.
-    inference_clients = (
+    inference_clients: dict[str, InferenceClient] = (
         {}
         if http_client is not None
         else {
-            backend.name: make_async_client(
+            backend.name: AiohttpInferenceClient(
                 connect_timeout=settings.upstream_connect_timeout,
                 read_timeout=settings.upstream_read_timeout,
                 pool_timeout=settings.upstream_pool_timeout,
-                limits=httpx.Limits(
-                    max_connections=settings.upstream_max_connections,
-                    max_keepalive_connections=min(20, settings.upstream_max_connections),
-                ),
+                max_connections=settings.upstream_max_connections,
             )
             for backend in models.backends
         }
@@ -98,6 +97,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The event loop's thread pool (run_in_threadpool) defaults to 40 threads, each with
+        # its own SQLite connections and page caches; at 64 clients all 40 were started
+        # (benchmarks/bench_soak.py) while the writes they carry wait on one database.
+        to_thread.current_default_thread_limiter().total_tokens = settings.threads
         log.info(
             "gateway ready: %d model(s), %d backend(s)",
             len(models.list_models()),

@@ -102,6 +102,24 @@ class GatewaySettings(CoreSettings):
         description="How long an inference request waits for a free connection to a backend"
         " (UPSTREAM_MAX_CONNECTIONS in use) before it tries the next backend or gets 503.",
     )
+    workers: int = env_field(
+        "GATEWAY_WORKERS",
+        default=1,
+        ge=1,
+        le=64,
+        description="Gateway processes accepting on one port; /metrics sums their counters"
+        " (prometheus_client multiprocess files under AI_SUITE_DATA_DIR/metrics-multiproc)."
+        " On 2 cores more than 1 did not help (docs/gateway.md).",
+    )
+    threads: int = env_field(
+        "GATEWAY_THREADS",
+        default=8,
+        ge=1,
+        le=256,
+        description="Threads for blocking work per gateway process (key lookups the cache"
+        " cannot answer, audit writes); each keeps its own SQLite connections, so more only"
+        " cost memory once writes queue on the database.",
+    )
     rate_limit_per_minute: int = env_field(
         "GATEWAY_RATE_LIMIT_PER_MINUTE",
         default=600,

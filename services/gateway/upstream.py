@@ -12,6 +12,7 @@ chunk by chunk and never buffered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -26,7 +27,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import SecretStr
 from tenacity import (
     AsyncRetrying,
-    RetryError,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential,
@@ -34,11 +34,17 @@ from tenacity import (
 
 from services.core.metrics import LATENCY_BUCKETS
 from services.gateway.breaker import BreakerState, CircuitBreaker
+from services.gateway.inference_client import (
+    HttpxInferenceClient,
+    InferenceClient,
+    UpstreamAnswer,
+)
 from services.gateway.registry import Backend, ModelRegistry
 
 log = logging.getLogger("ai_suite.gateway.upstream")
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+MAX_BACKOFF_SECONDS = 2.0
 # The upstream refused the gateway's own key (INFERENCE_API_KEY / api_key_env): a
 # configuration fault that fails every caller alike; a client cannot provoke it.
 UPSTREAM_AUTH_STATUS = frozenset({401, 403})
@@ -140,7 +146,7 @@ class NoBackendAvailable(Exception):
 @dataclass
 class UpstreamResponse:
     backend: str
-    response: httpx.Response
+    response: UpstreamAnswer
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -156,7 +162,7 @@ class UpstreamPool:
         failure_threshold: int = 5,
         reset_seconds: float = 30.0,
         api_keys: Mapping[str, SecretStr] | None = None,
-        inference_clients: Mapping[str, httpx.AsyncClient] | None = None,
+        inference_clients: Mapping[str, InferenceClient] | None = None,
     ) -> None:
         self.registry = registry
         # Inference requests go through a bounded pool per backend (UPSTREAM_MAX_CONNECTIONS)
@@ -164,6 +170,7 @@ class UpstreamPool:
         # streams can never take every connection those need. A backend without one uses
         # ``client`` (tests that route everything through one transport).
         self._inference_clients = dict(inference_clients or {})
+        self._shared = HttpxInferenceClient(client)
         # Keys given in the settings (INFERENCE_API_KEY), by backend name; they win over
         # a backend's api_key_env.
         self._api_keys = dict(api_keys or {})
@@ -190,13 +197,10 @@ class UpstreamPool:
         key = configured.get_secret_value() if configured else backend.api_key(os.environ)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    async def _attempt(self, backend: Backend, path: str, body: dict[str, Any]) -> httpx.Response:
-        client = self._inference_clients.get(backend.name, self.client)
-        request = client.build_request(
-            "POST", f"{backend.url}{path}", json=body, headers=self._headers(backend)
-        )
+    async def _attempt(self, backend: Backend, path: str, body: dict[str, Any]) -> UpstreamAnswer:
+        client = self._inference_clients.get(backend.name, self._shared)
         try:
-            response = await client.send(request, stream=True)
+            response = await client.post(f"{backend.url}{path}", body, self._headers(backend))
         except httpx.ConnectTimeout as exc:
             raise _Retryable("connect_timeout", f"connect timeout ({exc})") from exc
         except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
@@ -208,24 +212,36 @@ class UpstreamPool:
             )
         return response
 
+    async def _counted_attempt(
+        self, backend: Backend, path: str, body: dict[str, Any]
+    ) -> UpstreamAnswer:
+        try:
+            return await self._attempt(backend, path, body)
+        except _Retryable as exc:
+            self.metrics.upstream_errors.labels(backend.name, exc.reason).inc()
+            raise
+
     async def _try_backend(
         self, backend: Backend, path: str, body: dict[str, Any]
-    ) -> httpx.Response:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential(multiplier=self.backoff_seconds, max=2.0),
-            retry=retry_if_exception_type(_Retryable),
-            reraise=False,
-        )
-
-        async def counted() -> httpx.Response:
-            try:
-                return await self._attempt(backend, path, body)
-            except _Retryable as exc:
-                self.metrics.upstream_errors.labels(backend.name, exc.reason).inc()
+    ) -> UpstreamAnswer:
+        """The backend's answer, after up to ``retries`` more attempts with exponential
+        backoff; the last attempt's _Retryable if none succeeded."""
+        try:
+            return await self._counted_attempt(backend, path, body)
+        except _Retryable:
+            if self.retries == 0:
                 raise
-
-        return await retrying(counted)
+        # Almost every request succeeds at once: the retry machinery is built only now.
+        # Waits as if one AsyncRetrying had made every attempt: backoff x 1, x 2, x 4 ...
+        await asyncio.sleep(min(self.backoff_seconds, MAX_BACKOFF_SECONDS))
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries),
+            wait=wait_exponential(multiplier=2 * self.backoff_seconds, max=MAX_BACKOFF_SECONDS),
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
+        response: UpstreamAnswer = await retrying(self._counted_attempt, backend, path, body)
+        return response
 
     async def post(
         self, model_label: str, backends: Sequence[Backend], path: str, body: dict[str, Any]
@@ -240,10 +256,9 @@ class UpstreamPool:
             started = time.perf_counter()
             try:
                 response = await self._try_backend(backend, path, body)
-            except RetryError as exc:
+            except _Retryable as exc:  # every attempt failed
                 breaker.record_failure()
-                last = exc.last_attempt.exception()
-                failures[backend.name] = getattr(last, "detail", str(last))
+                failures[backend.name] = exc.detail
                 continue
             except httpx.PoolTimeout:
                 # Every connection of the gateway's pool for this backend is in use: load

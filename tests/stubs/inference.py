@@ -32,7 +32,8 @@ Fault injection for resilience tests (applies to chat, completions and embedding
     POST /_stub/reset   -> default config, zeroed stats
 
 Run standalone: ``python -m tests.stubs.inference --port 8001 --host 127.0.0.1``
-(``--model NAME`` repeatable, ``--accept-any-model``, ``--api-key KEY``).
+(``--model NAME`` repeatable, ``--accept-any-model``, ``--api-key KEY``,
+``--no-access-log``).
 """
 
 from __future__ import annotations
@@ -459,11 +460,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="answer any model name, as llama.cpp does (default: 404 for unlisted names)",
     )
     parser.add_argument("--api-key", default=None, help="require this bearer token on /v1")
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="no line per request (benchmarks/bench_gateway.py: logging is not what it measures)",
+    )
     args = parser.parse_args(argv)
     app = create_stub_app(
         model_ids=args.models, accept_any_model=args.accept_any_model, api_key=args.api_key
     )
-    uvicorn.run(app, host=args.host, port=args.port)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=not args.no_access_log)
 
 
 if __name__ == "__main__":

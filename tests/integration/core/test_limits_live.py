@@ -139,8 +139,9 @@ def test_exactly_the_limit_passes_over_a_real_socket() -> None:
 
 
 def test_headers_over_the_limit_are_refused() -> None:
-    # h11 caps what it buffers of a header block that is not complete yet; uvicorn answers
-    # 400 and closes. A block that arrives whole in one read (up to 64 KiB) is parsed.
+    # services/core/server.py caps what httptools buffers of a header block that is not
+    # complete yet: 431 and the connection closed. A block that arrives whole in one read
+    # is parsed.
     app, _ = service_reading_bodies(MiB)
     with serve_in_thread(app, max_header_bytes=8192) as base:
         small = httpx.get(f"{base}/health", headers={"X-Pad": "p" * 4000})
@@ -148,8 +149,16 @@ def test_headers_over_the_limit_are_refused() -> None:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: svc\r\nX-Pad: ")
             send_body(sock, 4 * MiB, chunked=False)  # never ends the header line
             big = read_response(sock)
+        with connect(base) as sock:  # under the limit, in pieces: each read is incomplete
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: svc\r\nX-Pad: ")
+            for _ in range(7):
+                sock.sendall(b"p" * 1000)
+            sock.sendall(b"\r\nConnection: close\r\n\r\n")
+            split = read_response(sock)
     assert small.status_code == 200
-    assert big.startswith(b"HTTP/1.1 400 "), big[:200]
+    assert split.startswith(b"HTTP/1.1 200 "), split[:200]
+    assert big.startswith(b"HTTP/1.1 431 "), big[:200]
+    assert b"AI_SUITE_MAX_HEADER_BYTES" in big
 
 
 def test_a_connection_trickling_its_headers_is_closed() -> None:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from services.core.app import build_service_app
 from services.core.errors import install_error_handlers
 from services.core.limits import JsonDepthScanner, RequestLimits, json_depth
-from services.core.server import HeaderTimeoutH11Protocol, uvicorn_config
+from services.core.server import LimitedHttpToolsProtocol, uvicorn_config
 from services.core.settings import CoreSettings
 from tests.support.raw_asgi import call, endless
 
@@ -252,7 +252,9 @@ def test_uvicorn_limits_headers_and_keep_alive() -> None:
     config = uvicorn_config(
         FastAPI(), host="127.0.0.1", port=0, max_header_bytes=4096, keep_alive_timeout=3
     )
-    assert issubclass(config.http, HeaderTimeoutH11Protocol)
-    assert config.http.header_timeout == 30.0
-    assert config.h11_max_incomplete_event_size == 4096
+    assert config.http is LimitedHttpToolsProtocol
+    assert config.header_timeout == 30.0
+    assert config.max_header_bytes == 4096
+    assert config.loop == "asyncio"
+    assert uvicorn_config(FastAPI(), host="127.0.0.1", port=0, loop="uvloop").loop == "uvloop"
     assert config.timeout_keep_alive == 3

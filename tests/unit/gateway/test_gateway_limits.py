@@ -3,12 +3,16 @@ streamed to the target, and the core limits apply (docs/security.md, limits befo
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
 import pytest
+from anyio import to_thread
 from fastapi import FastAPI
 from starlette.requests import Request
 
+from services.gateway.settings import GatewaySettings
 from tests.support.raw_asgi import call, endless
 from tests.unit.gateway.conftest import MakeGateway
 
@@ -132,3 +136,32 @@ async def test_deep_json_is_400_on_the_gateway(make_gateway: MakeGateway, path: 
     assert error["code"] == "json_too_deep"
     assert "64" in error["message"]
     assert bodies == []
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+async def test_gateway_threads_caps_the_thread_pool_while_it_runs(
+    make_gateway: MakeGateway, threads: int
+) -> None:
+    gateway = await make_gateway(threads=threads)
+    limiter = to_thread.current_default_thread_limiter()
+    default = limiter.total_tokens
+    release = threading.Event()
+    async with gateway.app.router.lifespan_context(gateway.app):
+        assert limiter.total_tokens == threads
+        jobs = [asyncio.ensure_future(to_thread.run_sync(release.wait)) for _ in range(threads + 2)]
+        for _ in range(50):  # every job reaches the limiter (a few steps each)
+            await asyncio.sleep(0)
+        busy, waiting = limiter.borrowed_tokens, limiter.statistics().tasks_waiting
+        release.set()
+        await asyncio.gather(*jobs)
+    assert busy == threads
+    assert waiting == 2  # the two others waited for a thread
+    assert default == 40  # anyio's, which the gateway would otherwise run with
+
+
+def test_gateway_threads_must_be_at_least_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_THREADS", "0")
+    with pytest.raises(ValueError, match="GATEWAY_THREADS"):
+        GatewaySettings()
+    monkeypatch.setenv("GATEWAY_THREADS", "1")
+    assert GatewaySettings().threads == 1

@@ -215,14 +215,17 @@ async def test_invalid_json(client: httpx.AsyncClient) -> None:
 def test_main_runs_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, object] = {}
 
-    def fake_run(app: FastAPI, *, host: str, port: int) -> None:
-        seen.update(app=app, host=host, port=port)
+    def fake_run(app: FastAPI, *, host: str, port: int, access_log: bool) -> None:
+        seen.update(app=app, host=host, port=port, access_log=access_log)
 
     monkeypatch.setattr("tests.stubs.inference.uvicorn.run", fake_run)
     main(["--port", "9123", "--model", "a", "--model", "b"])
     assert seen["host"] == "127.0.0.1"
     assert seen["port"] == 9123
+    assert seen["access_log"] is True
     assert isinstance(seen["app"], FastAPI)
+    main(["--no-access-log"])
+    assert seen["access_log"] is False
 
 
 async def test_unknown_model_is_404_by_default_like_ollama(client: httpx.AsyncClient) -> None:
