@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,7 +32,18 @@ def _bwrap_read_only(directory: Path) -> list[str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         pytest.skip("bubblewrap (bwrap) is not installed: `make system-deps`")
-    argv = [bwrap, "--dev-bind", "/", "/", "--ro-bind", str(directory), str(directory)]
+    # --die-with-parent: stopping bwrap (the process the test holds) must stop the service
+    # inside it too, or every run leaves a gateway behind.
+    argv = [
+        bwrap,
+        "--die-with-parent",
+        "--dev-bind",
+        "/",
+        "/",
+        "--ro-bind",
+        str(directory),
+        str(directory),
+    ]
     probe = subprocess.run([*argv, "true"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         pytest.skip(f"bwrap cannot make a bind mount here: {probe.stderr.strip()}")
@@ -83,12 +96,16 @@ def gateway(data_dir: Path) -> Iterator[str]:
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: bwrap and the gateway
     )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
+        inside = psutil.Process(process.pid).children(recursive=True)
+        os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+        _, alive = psutil.wait_procs(inside, timeout=30)
+        assert not alive, f"outlived bwrap: {[p.cmdline() for p in alive]}"
 
 
 def _failures(url: str) -> float:
