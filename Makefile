@@ -212,10 +212,12 @@ docker-images: install ## Build the service image without registry access (docs/
 # run local processes by design), and the compose backend's own plugin tests (start,
 # logs, fault injection, fail-fast, kill -9 leaves no container), and examples/adopter's
 # stack on containers (Redis, PostgreSQL and its app: two runs and a kill -9), and
-# `make up-p3` itself (its own project and free ports, removed afterwards).
+# `make up-p3` itself (its own project and free ports, removed afterwards), and
+# build-images.sh refusing a base image it cannot pull.
 ADOPTER_TEST := tests/integration/examples/test_adopter_example.py
 COMPOSE_TESTS ?= tests/e2e tests/integration/stack/test_stack_compose.py \
 	tests/integration/docker/test_compose_phases_live.py \
+	tests/integration/repo/test_build_images_base.py \
 	'$(ADOPTER_TEST)::test_the_example_passes_under_xdist_run_after_run[compose]' \
 	'$(ADOPTER_TEST)::test_kill_9_of_the_run_leaves_nothing_behind[compose]'
 
